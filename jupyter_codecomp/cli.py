@@ -1,0 +1,218 @@
+"""`jupyter codecomp`: build and manage models, and complete code outside JupyterLab.
+
+    jupyter codecomp model build|list|info|remove [NAME]
+    jupyter codecomp complete FILE|- [--cursor MARKER] [--n K] [--mode line|block]
+    jupyter codecomp eval NOTEBOOK_OR_DIR... (see jupyter_codecomp.evaluation)
+
+Every failure prints one line with its cause and the command that fixes it; exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from jupyter_core.application import JupyterApp
+from rich.console import Console
+from rich.table import Table
+from traitlets import Bool, Enum, Int, Unicode
+
+from . import __version__
+from .config import CodecompConfig
+from .errors import CodecompError
+from .recipes import DEFAULT_MODEL, available_recipes, get_recipe
+from .store import ModelStore
+
+console = Console(stderr=True)
+CURSOR = "<CURSOR>"
+
+
+class _Base(JupyterApp):
+    version = __version__
+    # The same settings as the server: jupyter_server_config.py and the command line.
+    config_file_name = "jupyter_server_config"
+    classes = [CodecompConfig]
+    aliases = {
+        "model": "CodecompConfig.model",
+        "cache-dir": "CodecompConfig.cache_dir",
+        "device": "CodecompConfig.device",
+        "threads": "CodecompConfig.threads",
+    }
+    flags = {}
+
+    @property
+    def settings(self) -> CodecompConfig:
+        return CodecompConfig(parent=self)
+
+    @property
+    def store(self) -> ModelStore:
+        return ModelStore(self.settings.cache_dir)
+
+    def start(self):
+        if self.subapp is not None:
+            return self.subapp.start()
+        try:
+            self.run()
+        except CodecompError as exc:
+            console.print(f"[red]error:[/] {exc.message}")
+            if exc.fix:
+                console.print(f"[bold]fix:[/] {exc.fix}")
+            self.exit(1)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            self.exit(130)
+
+    def run(self):
+        raise NotImplementedError
+
+    def _name_argument(self) -> str:
+        return self.extra_args[0] if self.extra_args else self.settings.model
+
+
+class ModelBuild(_Base):
+    name = "jupyter-codecomp-model-build"
+    description = "Download, convert and export a model into the cache (idempotent)."
+    force = Bool(False, help="Rebuild even when a valid build exists.").tag(config=True)
+    export_device = Enum(["cpu", "cuda"], "cpu", help="Export precision target.").tag(config=True)
+    flags = {"force": ({"ModelBuild": {"force": True}}, "Rebuild even when a valid build exists.")}
+    aliases = {**_Base.aliases, "target": "ModelBuild.export_device"}
+
+    def run(self):
+        from .builder import build_model
+
+        name = self.extra_args[0] if self.extra_args else DEFAULT_MODEL
+        build_model(get_recipe(name), self.store, device=self.export_device, force=self.force,
+                    console=console)
+
+
+class ModelList(_Base):
+    name = "jupyter-codecomp-model-list"
+    description = "List recipes and built models."
+
+    def run(self):
+        built = {m.manifest.recipe: m for m in self.store.list()}
+        table = Table(title=f"models (cache: {self.store.cache_dir})")
+        for column in ("name", "built", "size", "description"):
+            table.add_column(column)
+        for name, recipe in sorted(available_recipes().items()):
+            model = built.get(name)
+            table.add_row(
+                name + (" (default)" if name == DEFAULT_MODEL else ""),
+                f"{model.manifest.precision}, {model.manifest.device}" if model else "no",
+                f"{model.size_bytes / 1e6:.0f} MB" if model else "",
+                recipe.description,
+            )
+        Console().print(table)
+
+
+class ModelInfo(_Base):
+    name = "jupyter-codecomp-model-info"
+    description = "Show a built model's manifest (checked)."
+
+    def run(self):
+        model = self.store.resolve(self._name_argument())
+        info = {"path": str(model.path), "size_bytes": model.size_bytes, **model.manifest.to_json()}
+        print(json.dumps(info, indent=2))
+
+
+class ModelRemove(_Base):
+    name = "jupyter-codecomp-model-remove"
+    description = "Remove a built model from the cache."
+
+    def run(self):
+        name = self._name_argument()
+        removed = self.store.remove(name)
+        if not removed:
+            raise CodecompError(f"model {name!r} is not built", fix="jupyter codecomp model list")
+        for path in removed:
+            console.print(f"removed {path}")
+
+
+class ModelApp(_Base):
+    name = "jupyter-codecomp-model"
+    description = "Manage models: build, list, info, remove."
+    subcommands = {
+        "build": (ModelBuild, ModelBuild.description),
+        "list": (ModelList, ModelList.description),
+        "info": (ModelInfo, ModelInfo.description),
+        "remove": (ModelRemove, ModelRemove.description),
+    }
+
+    def run(self):
+        self.print_subcommands()
+        self.exit(2)
+
+
+class CompleteApp(_Base):
+    name = "jupyter-codecomp-complete"
+    description = (
+        f"Complete a file (or - for stdin) at the cursor marker {CURSOR} (default: at the end)."
+    )
+    cursor = Unicode(CURSOR, help="The marker that stands for the cursor.").tag(config=True)
+    n = Int(1, help="Number of alternatives.").tag(config=True)
+    mode = Enum(["auto", "line", "block"], "auto").tag(config=True)
+    max_new_tokens = Int(0, help="Token cap (0: the configured default).").tag(config=True)
+    as_json = Bool(False).tag(config=True)
+    aliases = {
+        **_Base.aliases,
+        "cursor": "CompleteApp.cursor",
+        "n": "CompleteApp.n",
+        "mode": "CompleteApp.mode",
+        "max-new-tokens": "CompleteApp.max_new_tokens",
+    }
+    flags = {"json": ({"CompleteApp": {"as_json": True}}, "Print the whole reply as JSON.")}
+
+    def run(self):
+        from .protocol import CompletionRequest
+        from .service import ServiceLoader
+
+        if not self.extra_args:
+            raise CodecompError("no input", fix="jupyter codecomp complete FILE  (or - for stdin)")
+        source = self._read(self.extra_args[0])
+        prefix, _, suffix = source.partition(self.cursor)
+        if self.cursor not in source:
+            prefix, suffix = source, ""
+        request = CompletionRequest(
+            prefix=prefix, suffix=suffix, n=self.n, mode=self.mode,
+            max_new_tokens=self.max_new_tokens or None,
+        )
+        service = ServiceLoader(self.settings).wait()
+        reply = service.complete(request)
+        if self.as_json:
+            print(json.dumps(reply.to_json(), indent=2))
+            return
+        for completion in reply.completions:
+            print(completion.text)
+        t = reply.timings_ms
+        console.print(
+            f"[dim]{reply.model} on {reply.device}: {reply.context.prompt_tokens} prompt tokens, "
+            f"first token {t.first_token:.0f} ms, total {t.total:.0f} ms[/]"
+        )
+
+    @staticmethod
+    def _read(name: str) -> str:
+        if name == "-":
+            return sys.stdin.read()
+        path = Path(name)
+        if not path.is_file():
+            raise CodecompError(f"no such file: {name}")
+        return path.read_text()
+
+
+class CodecompApp(_Base):
+    name = "jupyter-codecomp"
+    description = "Local code completion for Jupyter: models, one-off completions, evaluation."
+    subcommands = {
+        "model": (ModelApp, ModelApp.description),
+        "complete": (CompleteApp, CompleteApp.description),
+    }
+
+    def run(self):
+        self.print_subcommands()
+        self.exit(2)
+
+
+def main():
+    CodecompApp.launch_instance()
+

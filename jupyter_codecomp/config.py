@@ -1,0 +1,70 @@
+"""Configuration shared by the server extension, the `%complete` magic and the CLI.
+
+Set it like any Jupyter option, in `jupyter_server_config.py` (`c.CodecompConfig.model = ...`) or
+on the command line (`--CodecompConfig.model=...`). The magic and the CLI read the same files, so
+a kernel uses the model and cache the server uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyter_core.paths import jupyter_config_path
+from traitlets import Bool, Enum, Int, List, Unicode, default
+from traitlets.config import Config, Configurable
+from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
+
+from .recipes import DEFAULT_MODEL
+from .store import default_cache_dir
+
+
+class CodecompConfig(Configurable):
+    model = Unicode(
+        DEFAULT_MODEL,
+        help="A model built into the cache (`jupyter codecomp model list`), or a model folder path.",
+    ).tag(config=True)
+    cache_dir = Unicode(
+        help="Where built models live. Default: $JUPYTER_CODECOMP_CACHE_DIR, else "
+        "<jupyter data dir>/codecomp/models."
+    ).tag(config=True)
+    device = Enum(
+        ["auto", "cpu", "cuda"], "auto",
+        help="Execution provider: auto uses CUDA when it works and falls back to the CPU.",
+    ).tag(config=True)
+    threads = Int(0, help="ONNX Runtime threads; 0 lets ONNX Runtime choose.").tag(config=True)
+    max_new_tokens = Int(48, help="Default cap on generated tokens per completion.").tag(config=True)
+    max_new_tokens_limit = Int(
+        256, help="Largest max_new_tokens a request may ask for."
+    ).tag(config=True)
+    context_tokens = Int(
+        1024, help="Token budget for cells above the current one."
+    ).tag(config=True)
+    context_tokens_below = Int(256, help="Token budget for cells below.").tag(config=True)
+    context_length = Int(4096, help="KV cache length: prompt plus generated tokens.").tag(config=True)
+    enabled = Bool(True, help="Serve completions at all (turn off for exams).").tag(config=True)
+    disabled_paths = List(
+        Unicode(),
+        help="Glob patterns of notebook paths that get no completions, e.g. ['exams/**'].",
+    ).tag(config=True)
+    kernel_variables = Bool(
+        True, help="Read live variables from the notebook's kernel for the prompt."
+    ).tag(config=True)
+
+    @default("cache_dir")
+    def _default_cache_dir(self) -> str:
+        return str(default_cache_dir())
+
+
+def load_jupyter_config() -> Config:
+    """The `CodecompConfig` settings from the Jupyter config files, as the server would read them."""
+    config = Config()
+    for directory in reversed(jupyter_config_path()):  # lowest priority first
+        for base in ("jupyter_server_config", "jupyter_codecomp_config"):
+            for loader_cls, ext in ((JSONFileConfigLoader, ".json"), (PyFileConfigLoader, ".py")):
+                if not (Path(directory) / (base + ext)).is_file():
+                    continue
+                try:
+                    config.merge(loader_cls(base + ext, path=directory).load_config())
+                except Exception:  # a broken file for another app must not break completion
+                    continue
+    return config

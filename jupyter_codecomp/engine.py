@@ -1,0 +1,286 @@
+"""The generation engine: an ONNX model on ONNX Runtime GenAI, driven token by token.
+
+It knows nothing of Jupyter or prompts: it takes token ids and stopping criteria and returns
+candidates. What it adds to ONNX Runtime GenAI's generator:
+- prefix reuse: the KV cache of the longest common token prefix with the previous prompt is kept
+  (`rewind_to`), so one more typed character costs only the new tokens;
+- token healing: the prompt's last partial token is regenerated, constrained to start with the
+  removed text, so a cursor after `np.` or an indentation does not yield stray whitespace;
+- n alternatives that branch on the first token's best choices, then continue greedily;
+- cancellation between tokens, streaming of the first alternative, one generation at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import Cancelled, ModelNotReady
+from .stopping import GenerationState, StoppingCriterion, any_stops
+
+log = logging.getLogger(__name__)
+
+Streamer = Callable[[str], None]
+
+
+@dataclass
+class Candidate:
+    text: str
+    token_ids: list[int]
+    score: float  # mean log-probability per token
+    finished_by: str  # "criteria" or "cap"
+
+
+@dataclass
+class GenerationResult:
+    candidates: list[Candidate]
+    prompt_tokens: int
+    cached_tokens: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(
+        self,
+        model_path: Path | str,
+        *,
+        device: str = "auto",
+        threads: int = 0,
+        context_length: int = 4096,
+    ):
+        import onnxruntime_genai as og
+        from tokenizers import Tokenizer
+
+        # Nothing leaves the machine: GenAI's optional telemetry stays off.
+        og.disable_telemetry_events()
+        self._og = og
+        self.model_path = Path(model_path)
+        self.tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
+        self.model, self.device, self.providers, self.fallback_reason = self._load(
+            device, threads
+        )
+        self.context_length = context_length
+        self.vocab = _Vocabulary(self.tokenizer)
+        self._lock = threading.Lock()
+        self._generator = None
+        self._sequence: list[int] = []  # tokens whose KV entries the generator holds
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def _load(self, device: str, threads: int):
+        """Try CUDA when asked for or when automatic, and fall back to the CPU with the reason."""
+        og = self._og
+        reason = None
+        if device in ("auto", "cuda"):
+            try:
+                return og.Model(self._config("cuda", threads)), "cuda", ["cuda", "cpu"], None
+            except Exception as exc:  # no GPU, no CUDA libraries, or an EP that fails to start
+                reason = str(exc).splitlines()[0][:300]
+                level = logging.WARNING if device == "cuda" else logging.INFO
+                log.log(level, "CUDA execution provider unavailable, using the CPU: %s", reason)
+        try:
+            return og.Model(self._config("cpu", threads)), "cpu", ["cpu"], reason
+        except Exception as exc:
+            raise ModelNotReady(
+                f"ONNX Runtime cannot load {self.model_path}: {str(exc).splitlines()[0]}",
+                fix="rebuild it: jupyter codecomp model build NAME --force",
+            ) from None
+
+    def _config(self, provider: str, threads: int):
+        config = self._og.Config(str(self.model_path))
+        config.clear_providers()
+        if provider != "cpu":
+            config.append_provider(provider)
+        if threads:
+            options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+        return config
+
+    # --- generation ---------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def token_id(self, token: str) -> int | None:
+        return self.tokenizer.token_to_id(token)
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        *,
+        criteria: list[StoppingCriterion],
+        heal: str = "",
+        n: int = 1,
+        streamer: Streamer | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Generate up to `n` candidates after `prompt_ids`.
+
+        `heal` is text removed from the end of the prompt: the first tokens must reproduce it,
+        and it is not part of the returned text. Raises `Cancelled` if `cancel` gets set.
+        """
+        if not prompt_ids:
+            raise ValueError("empty prompt")
+        with self._lock:
+            if cancel is not None and cancel.is_set():  # superseded while it waited its turn
+                raise Cancelled()
+            started = time.perf_counter()
+            cached = self._prefill(prompt_ids)
+            prefilled = time.perf_counter()
+            first_logits = self._logits()
+            timings = {"prefill": (prefilled - started) * 1000}
+            candidates = []
+            for rank in range(n):
+                first = self.vocab.ranked(first_logits, heal, rank)
+                if first is None:
+                    break
+                if rank:
+                    self._rewind(len(prompt_ids))
+                candidate = self._decode(
+                    first, first_logits, heal, criteria,
+                    streamer if rank == 0 else None, cancel, timings, started,
+                )
+                candidates.append(candidate)
+            timings["decode"] = (time.perf_counter() - prefilled) * 1000
+            timings["total"] = (time.perf_counter() - started) * 1000
+            return GenerationResult(candidates, len(prompt_ids), cached, timings)
+
+    def _decode(self, first, first_logits, heal, criteria, streamer, cancel, timings, started):
+        token, logits = first, first_logits
+        ids: list[int] = []
+        logprob = 0.0
+        remaining_heal = heal
+        finished_by = "cap"
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            logprob += _log_softmax_at(logits, token)
+            ids.append(token)
+            self._append([token])
+            remaining_heal = self.vocab.consume(remaining_heal, token)
+            text = self._text(ids, heal)
+            if "first_token" not in timings:
+                timings["first_token"] = (time.perf_counter() - started) * 1000
+            state = GenerationState(ids, text)
+            if not remaining_heal and any_stops(criteria, state):
+                finished_by = "criteria"
+                break
+            if len(self._sequence) >= self.context_length:
+                break
+            if streamer is not None and not remaining_heal and not text.endswith("\ufffd"):
+                streamer(text)
+            logits = self._logits()
+            token = self.vocab.best(logits, remaining_heal)
+        return Candidate(text, ids, logprob / len(ids), finished_by)
+
+    def _text(self, ids: list[int], heal: str) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return text[len(heal):] if text.startswith(heal) else text
+
+    # --- KV cache -----------------------------------------------------------------------------
+
+    def _prefill(self, prompt_ids: list[int]) -> int:
+        """Bring the generator to `prompt_ids`, reusing the longest common prefix. Returns it."""
+        common = _common_prefix(self._sequence, prompt_ids)
+        # At least one token must be fed to get fresh logits for the last position.
+        common = min(common, len(prompt_ids) - 1)
+        if self._generator is None or common == 0:
+            self._new_generator()
+            common = 0
+        else:
+            self._rewind(common)
+        self._append(prompt_ids[common:])
+        return common
+
+    def _new_generator(self) -> None:
+        params = self._og.GeneratorParams(self.model)
+        params.set_search_options(max_length=self.context_length)
+        self._generator = self._og.Generator(self.model, params)
+        self._sequence = []
+
+    def _rewind(self, length: int) -> None:
+        self._generator.rewind_to(length)
+        del self._sequence[length:]
+
+    def _append(self, ids: list[int]) -> None:
+        self._generator.append_tokens(ids)
+        self._sequence.extend(ids)
+
+    def _logits(self) -> np.ndarray:
+        return self._generator.get_logits().reshape(-1)
+
+    def reset(self) -> None:
+        """Forget the KV cache (tests use it to compare cold and warm runs)."""
+        with self._lock:
+            self._generator = None
+            self._sequence = []
+
+    def describe(self) -> dict:
+        return {
+            "device": self.device,
+            "providers": self.providers,
+            "fallback_reason": self.fallback_reason,
+            "context_length": self.context_length,
+        }
+
+
+class _Vocabulary:
+    """Token texts, for constrained choice during token healing."""
+
+    def __init__(self, tokenizer):
+        size = tokenizer.get_vocab_size()
+        self.texts = tokenizer.decode_batch([[i] for i in range(size)], skip_special_tokens=False)
+        self._sorted = sorted((t, i) for i, t in enumerate(self.texts))
+        self._keys = [t for t, _ in self._sorted]
+        self._by_text: dict[str, list[int]] = {}
+        for i, t in enumerate(self.texts):
+            self._by_text.setdefault(t, []).append(i)
+
+    def allowed(self, heal: str) -> np.ndarray:
+        """Tokens that are compatible with the remaining healing text: they start with it, or
+        are a prefix of it (then the next token goes on healing)."""
+        lo = bisect.bisect_left(self._keys, heal)
+        hi = bisect.bisect_left(self._keys, heal + "\U0010ffff")
+        ids = [i for _, i in self._sorted[lo:hi]]
+        for end in range(1, len(heal)):
+            ids += self._by_text.get(heal[:end], [])
+        return np.array(sorted(set(ids)), dtype=np.int64)
+
+    def ranked(self, logits: np.ndarray, heal: str, rank: int) -> int | None:
+        if not heal:
+            if rank >= logits.shape[0]:
+                return None
+            return int(np.argpartition(-logits, rank)[rank]) if rank else int(np.argmax(logits))
+        allowed = self.allowed(heal)
+        if rank >= len(allowed):
+            return None
+        order = np.argsort(-logits[allowed])
+        return int(allowed[order[rank]])
+
+    def best(self, logits: np.ndarray, heal: str) -> int:
+        return self.ranked(logits, heal, 0) if heal else int(np.argmax(logits))
+
+    def consume(self, heal: str, token: int) -> str:
+        text = self.texts[token]
+        return heal[len(text):] if heal.startswith(text) else ""
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _log_softmax_at(logits: np.ndarray, index: int) -> float:
+    top = float(logits.max())
+    return float(logits[index] - top - np.log(np.exp(logits - top).sum()))

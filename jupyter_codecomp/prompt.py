@@ -1,0 +1,195 @@
+"""The prompt: a notebook seen as one Python file, in the model's fill-in-the-middle format.
+
+    <|file_sep|>kernel_variables.py          (when the kernel has variables)
+    # df: DataFrame shape=(120, 3) columns: ...
+    <|file_sep|>notebook.py
+    <|fim_prefix|># %% cells above, nearest last ... current cell before the cursor
+    <|fim_suffix|>current cell after the cursor # %% cells below ...<|fim_middle|>
+
+The current cell's prefix and suffix are always kept (up to hard caps). Cells above and below go
+in whole, nearest first, within their token budgets; markdown becomes short comments. The text
+before the cursor is tokenized as one piece and its last token is held back for token healing.
+The layout keeps everything before the cursor stable while a user types, so the engine's prefix
+reuse applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .protocol import Cell
+from .recipes import PromptFormat
+
+MARKDOWN_MAX_LINES = 3
+MARKDOWN_MAX_CHARS = 240
+OUTPUT_MAX_CHARS = 200
+PREFIX_MAX_TOKENS = 1536
+SUFFIX_MAX_TOKENS = 256
+# Tokens the healing step may hold back: only "word-like" tails, never a whole line.
+HEAL_MAX_CHARS = 12
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    kind: str  # "variables", "cell_above", "prefix", "suffix", "cell_below"
+    text: str
+    tokens: int
+    index: int | None = None  # cell index in the notebook order, for cells
+
+
+@dataclass
+class Prompt:
+    ids: list[int]
+    heal: str  # text held back from the prefix; the completion must start with it
+    parts: list[PromptPart] = field(default_factory=list)
+    dropped_cells: int = 0
+
+    @property
+    def cells_used(self) -> int:
+        return sum(p.kind in ("cell_above", "cell_below") for p in self.parts)
+
+    def tokens_of(self, kind: str) -> int:
+        return sum(p.tokens for p in self.parts if p.kind == kind)
+
+
+class PromptBuilder:
+    def __init__(
+        self,
+        encode: Callable[[str], list[int]],
+        token_id: Callable[[str], int | None],
+        decode_one: Callable[[int], str],
+        fmt: PromptFormat,
+        *,
+        budget_above: int = 1024,
+        budget_below: int = 256,
+    ):
+        self.encode = encode
+        self.fmt = fmt
+        self.decode_one = decode_one
+        self.budget_above = budget_above
+        self.budget_below = budget_below
+        self._special = {
+            name: token_id(tok)
+            for name, tok in (
+                ("prefix", fmt.fim_prefix),
+                ("suffix", fmt.fim_suffix),
+                ("middle", fmt.fim_middle),
+                ("file", fmt.file_separator),
+            )
+            if tok
+        }
+        self.fim = fmt.fim and all(self._special.get(k) is not None for k in ("prefix", "suffix", "middle"))
+
+    def build(
+        self,
+        prefix: str,
+        suffix: str = "",
+        cells: Sequence[Cell] = (),
+        cells_below: Sequence[Cell] = (),
+        variables: str = "",
+    ) -> Prompt:
+        parts: list[PromptPart] = []
+        head: list[int] = []
+        file_sep = self._special.get("file")
+        if variables and file_sep is not None:
+            text = f"kernel_variables.py\n{variables.rstrip()}\n"
+            ids = self.encode(text)
+            head += [file_sep, *ids, file_sep, *self.encode("notebook.py\n")]
+            parts.append(PromptPart("variables", variables, len(ids)))
+
+        above, above_parts = self._select(cells, self.budget_above, "cell_above", newest_first=True)
+        below, below_parts = self._select(cells_below, self.budget_below, "cell_below", newest_first=False)
+        parts += above_parts
+
+        if above:
+            above += "# %%\n"
+        prefix = self._tail(prefix, PREFIX_MAX_TOKENS)
+        before_ids = self.encode(above + prefix)
+        heal = ""
+        if before_ids and prefix:
+            last = self.decode_one(before_ids[-1])
+            if last and len(last) <= HEAL_MAX_CHARS and prefix.endswith(last):
+                heal = last
+                before_ids = before_ids[:-1]
+        parts.append(PromptPart("prefix", prefix, len(before_ids) - self._count(above)))
+
+        suffix_text = self._head(suffix, SUFFIX_MAX_TOKENS)
+        after = suffix_text + ("\n\n" + below if below else "")
+        parts.append(PromptPart("suffix", suffix_text, self._count(suffix_text)))
+        parts += below_parts
+
+        if self.fim:
+            ids = head + [self._special["prefix"], *before_ids, self._special["suffix"],
+                          *self.encode(after), self._special["middle"]]
+        else:
+            ids = head + before_ids
+        dropped = len(cells) + len(cells_below) - len(above_parts) - len(below_parts)
+        return Prompt(ids, heal, parts, dropped)
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _select(self, cells: Sequence[Cell], budget: int, kind: str, newest_first: bool):
+        """Whole cells, nearest to the current one first, until the budget is spent."""
+        order = range(len(cells) - 1, -1, -1) if newest_first else range(len(cells))
+        chosen: list[tuple[int, str, int]] = []
+        spent = 0
+        for index in order:
+            text = cell_text(cells[index])
+            if not text:
+                continue
+            tokens = self._count(text)
+            if spent + tokens > budget:
+                break
+            spent += tokens
+            chosen.append((index, text, tokens))
+        chosen.sort()
+        parts = [PromptPart(kind, text, tokens, index) for index, text, tokens in chosen]
+        return "".join(text for _, text, _ in chosen), parts
+
+    def _count(self, text: str) -> int:
+        return len(self.encode(text)) if text else 0
+
+    def _tail(self, text: str, max_tokens: int) -> str:
+        """The last lines of `text` that fit `max_tokens` (approximately, by whole lines)."""
+        if self._count(text) <= max_tokens:
+            return text
+        lines = text.split("\n")
+        kept: list[str] = []
+        spent = 0
+        for line in reversed(lines):
+            spent += self._count(line + "\n")
+            if spent > max_tokens and kept:
+                break
+            kept.append(line)
+        return "\n".join(reversed(kept))
+
+    def _head(self, text: str, max_tokens: int) -> str:
+        if self._count(text) <= max_tokens:
+            return text
+        kept: list[str] = []
+        spent = 0
+        for line in text.split("\n"):
+            spent += self._count(line + "\n")
+            if spent > max_tokens:
+                break
+            kept.append(line)
+        return "\n".join(kept)
+
+
+def cell_text(cell: Cell) -> str:
+    """A cell as it appears in the notebook-as-a-file, with its `# %%` marker."""
+    source = cell.source.rstrip()
+    if not source:
+        return ""
+    if cell.cell_type == "markdown":
+        lines = [ln.strip() for ln in source.splitlines() if ln.strip()][:MARKDOWN_MAX_LINES]
+        text = "\n".join(f"# {ln}" for ln in lines)[:MARKDOWN_MAX_CHARS]
+        return f"# %% [markdown]\n{text}\n\n"
+    if cell.cell_type == "raw":
+        return ""
+    out = ""
+    if cell.outputs.strip():
+        first = cell.outputs.strip().splitlines()[0][:OUTPUT_MAX_CHARS]
+        out = f"# Out: {first}\n"
+    return f"# %%\n{source}\n{out}\n"

@@ -1,0 +1,226 @@
+"""The completion pipeline: request -> context -> prompt -> engine -> post-processing -> reply.
+
+`CompletionService` is what the server handlers, the `%complete` magic, the CLI, the evaluation
+and the benchmarks call. It knows nothing of HTTP or kernels: live variables arrive as an already
+formatted block. `ServiceLoader` loads it in the background and reports loading/ready/failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import CodecompConfig
+from .engine import Engine
+from .errors import CodecompError, ModelNotReady
+from .postprocess import Trimmer, resolve_mode
+from .prompt import Prompt, PromptBuilder
+from .protocol import Completion, CompletionReply, CompletionRequest, ContextInfo, Timings
+from .stopping import MaxNewTokens, StopTokens, TextComplete
+from .store import ModelDir, ModelStore
+
+log = logging.getLogger(__name__)
+
+BLOCK_MAX_NEW_TOKENS = 160
+
+
+@dataclass(frozen=True)
+class Variables:
+    """The kernel's variables as the prompt shows them, and what became of the kernel lookup."""
+
+    block: str = ""
+    count: int = 0
+    kernel: str | None = None  # "fresh", "cached", "dead", "unknown", ... (None: no kernel named)
+
+
+class CompletionService:
+    def __init__(self, model: ModelDir, settings: CodecompConfig):
+        self.model = model
+        self.settings = settings
+        self.engine = Engine(
+            model.path,
+            device=settings.device,
+            threads=settings.threads,
+            context_length=settings.context_length,
+        )
+        tokenizer = self.engine.tokenizer
+        fmt = model.manifest.prompt
+        self.prompts = PromptBuilder(
+            self.engine.encode,
+            self.engine.token_id,
+            lambda i: self.engine.vocab.texts[i],
+            fmt,
+            budget_above=settings.context_tokens,
+            budget_below=settings.context_tokens_below,
+        )
+        self.stop_ids = frozenset(
+            i for i in (tokenizer.token_to_id(t) for t in fmt.stop_tokens) if i is not None
+        )
+        self.latencies_ms: deque[float] = deque(maxlen=200)
+
+    @property
+    def name(self) -> str:
+        return self.model.manifest.display_name
+
+    def prompt(self, request: CompletionRequest, variables: Variables = Variables()) -> Prompt:
+        return self.prompts.build(
+            request.prefix, request.suffix, request.cells, request.cells_below, variables.block
+        )
+
+    def complete(
+        self,
+        request: CompletionRequest,
+        variables: Variables = Variables(),
+        *,
+        streamer: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> CompletionReply:
+        started = time.perf_counter()
+        prompt = self.prompt(request, variables)
+        mode = resolve_mode(request.prefix, request.suffix, request.mode)
+        trimmer = Trimmer(request.prefix, request.suffix, mode)
+        default_cap = self.settings.max_new_tokens if mode == "line" else BLOCK_MAX_NEW_TOKENS
+        cap = min(request.max_new_tokens or default_cap, self.settings.max_new_tokens_limit)
+        criteria = [MaxNewTokens(cap), StopTokens(self.stop_ids), TextComplete(trimmer.is_complete)]
+        context_ms = (time.perf_counter() - started) * 1000
+
+        def stream_trimmed(text: str) -> None:
+            if streamer is not None:
+                streamer(trimmer.trim(text).text)
+
+        result = self.engine.generate(
+            prompt.ids,
+            criteria=criteria,
+            heal=prompt.heal,
+            n=request.n,
+            streamer=stream_trimmed if streamer else None,
+            cancel=cancel,
+        )
+        completions: list[Completion] = []
+        for candidate in result.candidates:
+            text = trimmer.trim(candidate.text).text
+            if all(c.text != text for c in completions) and (text or not completions):
+                completions.append(Completion(text, round(candidate.score, 4)))
+        total = (time.perf_counter() - started) * 1000
+        self.latencies_ms.append(total)
+        t = result.timings_ms
+        return CompletionReply(
+            completions=completions,
+            model=self.name,
+            device=self.engine.device,
+            context=ContextInfo(
+                prompt_tokens=result.prompt_tokens,
+                cached_tokens=result.cached_tokens,
+                cells=prompt.cells_used,
+                variables=variables.count,
+                kernel=variables.kernel,
+            ),
+            timings_ms=Timings(
+                context=round(context_ms, 1),
+                prefill=round(t.get("prefill", 0.0), 1),
+                decode=round(t.get("decode", 0.0), 1),
+                total=round(total, 1),
+                first_token=round(context_ms + t.get("first_token", 0.0), 1),
+            ),
+        )
+
+    def context_report(self, request: CompletionRequest, variables: Variables = Variables()) -> dict:
+        """What the model would see for `request`: for teaching transparency and debugging."""
+        prompt = self.prompt(request, variables)
+        return {
+            "model": self.name,
+            "mode": resolve_mode(request.prefix, request.suffix, request.mode),
+            "prompt_tokens": len(prompt.ids),
+            "heal": prompt.heal,
+            "cells_used": prompt.cells_used,
+            "cells_dropped": prompt.dropped_cells,
+            "variables": variables.count,
+            "kernel": variables.kernel,
+            "parts": [
+                {"kind": p.kind, "index": p.index, "tokens": p.tokens, "text": p.text}
+                for p in prompt.parts
+            ],
+            "prompt_text": self.engine.tokenizer.decode(prompt.ids, skip_special_tokens=False),
+        }
+
+    def latency_summary(self) -> dict:
+        values = list(self.latencies_ms)
+        return {
+            "last": values[-1] if values else None,
+            "p50": round(statistics.median(values), 1) if values else None,
+            "count": len(values),
+        }
+
+
+class ServiceLoader:
+    """Loads the service once, in a background thread; reports its state meanwhile."""
+
+    def __init__(self, settings: CodecompConfig):
+        self.settings = settings
+        self.state = "idle"  # idle -> loading -> ready | failed
+        self.error: CodecompError | None = None
+        self.service: CompletionService | None = None
+        self.load_seconds: float | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self.state = "loading"
+                self._thread = threading.Thread(target=self._load, name="codecomp-load", daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> CompletionService:
+        """Start if needed, wait, and return the service or raise why it is not there."""
+        self.start()
+        assert self._thread is not None
+        self._thread.join(timeout)
+        return self.get()
+
+    def get(self) -> CompletionService:
+        if self.service is not None:
+            return self.service
+        if self.state == "failed" and self.error is not None:
+            raise self.error
+        raise ModelNotReady("the model is loading")
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            store = ModelStore(self.settings.cache_dir)
+            model = store.resolve(self.settings.model, device=_device_hint(self.settings.device))
+            self.service = CompletionService(model, self.settings)
+            self.state = "ready"
+            self.load_seconds = round(time.perf_counter() - started, 2)
+            log.info("codecomp: %s ready on %s in %.1f s", self.service.name,
+                     self.service.engine.device, self.load_seconds)
+        except CodecompError as exc:
+            self.error, self.state = exc, "failed"
+            log.error("codecomp: the model is not available: %s", exc)
+        except Exception as exc:  # an unexpected failure must not take the server down
+            self.error, self.state = CodecompError(f"loading failed: {exc}"), "failed"
+            log.exception("codecomp: loading the model failed")
+
+    def status(self) -> dict:
+        service = self.service
+        return {
+            "state": self.state,
+            "model": service.name if service else self.settings.model,
+            "device": service.engine.device if service else None,
+            "providers": service.engine.providers if service else [],
+            "fallback_reason": service.engine.fallback_reason if service else None,
+            "load_seconds": self.load_seconds,
+            "error": self.error.message if self.error else None,
+            "fix": self.error.fix if self.error else None,
+            "latency_ms": service.latency_summary() if service else {"last": None, "p50": None},
+        }
+
+
+def _device_hint(device: str) -> str:
+    return "cuda" if device == "cuda" else "cpu"

@@ -1,0 +1,139 @@
+"""The model cache: where built models live, and how a model name or path becomes a checked folder.
+
+A built model is a folder holding the ONNX export (`model.onnx`, its data, `genai_config.json`),
+`tokenizer.json`, and `codecomp.json`, the manifest. The builder writes the manifest last and
+renames the whole folder into place, so a folder without a valid manifest is never a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from jupyter_core.paths import jupyter_data_dir
+
+from .errors import ModelNotReady
+from .recipes import PromptFormat
+
+MANIFEST = "codecomp.json"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("JUPYTER_CODECOMP_CACHE_DIR")
+    return Path(env) if env else Path(jupyter_data_dir()) / "codecomp" / "models"
+
+
+@dataclass
+class Manifest:
+    name: str
+    recipe: str
+    device: str  # the execution provider the export targets: "cpu" or "cuda"
+    precision: str
+    prompt: PromptFormat
+    gguf_sha256: str
+    files: dict[str, int] = field(default_factory=dict)  # relative path -> size in bytes
+    package_version: str = ""
+    built_seconds: float = 0.0
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.name}-{self.precision}"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Manifest:
+        prompt = {k: tuple(v) if isinstance(v, list) else v for k, v in data["prompt"].items()}
+        return cls(**{**data, "prompt": PromptFormat(**prompt)})
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    path: Path
+    manifest: Manifest
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(self.manifest.files.values())
+
+
+def folder_name(recipe: str, device: str) -> str:
+    return recipe if device == "cpu" else f"{recipe}-{device}"
+
+
+class ModelStore:
+    def __init__(self, cache_dir: Path | str | None = None):
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+
+    def list(self) -> list[ModelDir]:
+        if not self.cache_dir.is_dir():
+            return []
+        models = []
+        for path in sorted(self.cache_dir.iterdir()):
+            if path.name.startswith(".") or not (path / MANIFEST).is_file():
+                continue
+            try:
+                models.append(load_model_dir(path))
+            except ModelNotReady:
+                continue
+        return models
+
+    def path_for(self, recipe: str, device: str = "cpu") -> Path:
+        return self.cache_dir / folder_name(recipe, device)
+
+    def resolve(self, name_or_path: str, device: str = "cpu") -> ModelDir:
+        """A built model by recipe name (preferring an export for `device`) or by folder path."""
+        candidate = Path(name_or_path).expanduser()
+        if candidate.is_dir() or os.sep in name_or_path:
+            return load_model_dir(candidate, hint=name_or_path)
+        for dev in dict.fromkeys((device, "cpu")):
+            path = self.path_for(name_or_path, dev)
+            if path.exists():
+                return load_model_dir(path, hint=name_or_path)
+        raise ModelNotReady(
+            f"model {name_or_path!r} is not built (looked in {self.cache_dir})",
+            fix=build_command(name_or_path),
+        )
+
+    def remove(self, name: str) -> list[Path]:
+        removed = []
+        for dev in ("cpu", "cuda"):
+            path = self.path_for(name, dev)
+            if path.exists():
+                shutil.rmtree(path)
+                removed.append(path)
+        return removed
+
+
+def build_command(name: str) -> str:
+    return f"jupyter codecomp model build {name}"
+
+
+def load_model_dir(path: Path, hint: str | None = None) -> ModelDir:
+    """Check a built model cheaply (manifest, files present with their sizes) before loading it."""
+    name = hint or path.name
+    fix = build_command(name if os.sep not in name else "NAME") + " --force"
+    if not path.is_dir():
+        raise ModelNotReady(f"no model folder at {path}", fix=build_command(name))
+    try:
+        manifest = Manifest.from_json(json.loads((path / MANIFEST).read_text()))
+    except FileNotFoundError:
+        raise ModelNotReady(f"{path} is not a built model (no {MANIFEST})", fix=fix) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelNotReady(f"the manifest of {path} is unreadable ({exc})", fix=fix) from None
+    fix = build_command(manifest.recipe) + " --force"
+    for rel, size in manifest.files.items():
+        file = path / rel
+        if not file.is_file():
+            raise ModelNotReady(f"model {manifest.name} is corrupt: {rel} is missing", fix=fix)
+        if file.stat().st_size != size:
+            raise ModelNotReady(
+                f"model {manifest.name} is corrupt: {rel} has {file.stat().st_size} bytes, "
+                f"expected {size}",
+                fix=fix,
+            )
+    return ModelDir(path, manifest)
