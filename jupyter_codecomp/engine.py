@@ -29,6 +29,7 @@ from .stopping import GenerationState, StoppingCriterion, any_stops
 log = logging.getLogger(__name__)
 
 Streamer = Callable[[str], None]
+MIN_PREFILL_TOKENS = 2
 
 
 @dataclass
@@ -190,9 +191,10 @@ class Engine:
     def _prefill(self, prompt_ids: list[int]) -> int:
         """Bring the generator to `prompt_ids`, reusing the longest common prefix. Returns it."""
         common = _common_prefix(self._sequence, prompt_ids)
-        # At least one token must be fed to get fresh logits for the last position.
-        common = min(common, len(prompt_ids) - 1)
-        if self._generator is None or common == 0:
+        # Feed at least two tokens: int4 MatMulNBits takes another kernel path for a single row,
+        # whose rounding differs; with two or more rows a warm prefill equals a cold one exactly.
+        common = min(common, len(prompt_ids) - MIN_PREFILL_TOKENS)
+        if self._generator is None or common <= 0:
             self._new_generator()
             common = 0
         else:

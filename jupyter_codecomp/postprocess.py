@@ -109,7 +109,9 @@ class Trimmer:
                 return self._done(text[:i])
             if ch == "\n" and not state.quote:
                 opened = len(state.stack) > depth0
-                if self.mode == "line" and (self.mid_line or not opened) and text[:i].strip():
+                # A newline ends the line once there is content (or the cursor's line has some).
+                has_content = text[:i].strip() or self.prefix_line.strip()
+                if self.mode == "line" and (self.mid_line or not opened) and has_content:
                     return self._done(text[:i])
                 if self.mode == "block":
                     lines += 1

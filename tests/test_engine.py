@@ -1,0 +1,119 @@
+"""The engine and the whole pipeline on SmolLM2, built from its real package file."""
+
+import threading
+
+import pytest
+
+from jupyter_codecomp.engine import Engine
+from jupyter_codecomp.errors import Cancelled
+from jupyter_codecomp.protocol import Cell, CompletionRequest
+from jupyter_codecomp.stopping import MaxNewTokens, StopTokens
+
+PROMPT = "import numpy as np\nimport pandas as pd\n\ndef mean(values):\n    return sum(values) / len(values)\n\nprint("
+
+
+@pytest.fixture(scope="module")
+def engine(test_model):
+    return Engine(test_model.path, device="cpu", threads=2)
+
+
+def greedy(engine, text, tokens=12, **kw):
+    return engine.generate(engine.encode(text), criteria=[MaxNewTokens(tokens)], **kw)
+
+
+def test_reports_device_and_providers(engine):
+    assert engine.device == "cpu" and engine.providers == ["cpu"]
+
+
+def test_prefix_reuse_gives_the_same_tokens_as_a_cold_run(engine):
+    engine.reset()
+    cold = greedy(engine, PROMPT + "mean")
+    assert cold.cached_tokens == 0
+    greedy(engine, PROMPT)  # another prompt shares all but the last token
+    warm = greedy(engine, PROMPT + "mean")
+    assert warm.cached_tokens >= len(engine.encode(PROMPT)) - 1
+    assert warm.candidates[0].token_ids == cold.candidates[0].token_ids
+    again = greedy(engine, PROMPT + "mean")  # identical prompt: all but one token reused
+    assert again.cached_tokens == again.prompt_tokens - 2
+    assert again.candidates[0].token_ids == cold.candidates[0].token_ids
+
+
+def test_streaming_sends_growing_text_ending_in_the_result(engine):
+    seen = []
+    result = greedy(engine, PROMPT, tokens=10, streamer=seen.append)
+    assert len(seen) >= 3
+    assert all(b.startswith(a) for a, b in zip(seen, seen[1:]))
+    assert result.candidates[0].text.startswith(seen[-1])
+
+
+def test_alternatives_differ_and_branch_on_the_first_token(engine):
+    result = greedy(engine, PROMPT, tokens=6, n=3)
+    firsts = [c.token_ids[0] for c in result.candidates]
+    assert len(result.candidates) == 3 and len(set(firsts)) == 3
+    assert result.candidates[0].score >= result.candidates[1].score - 1.0  # greedy first
+
+
+def test_cancellation_between_tokens(engine):
+    cancel = threading.Event()
+    count = []
+
+    def streamer(text):
+        count.append(text)
+        if len(count) == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        greedy(engine, PROMPT, tokens=40, streamer=streamer, cancel=cancel)
+    assert len(count) == 2
+    # The engine is usable afterwards and still agrees with a cold run.
+    after = greedy(engine, PROMPT, tokens=5)
+    engine.reset()
+    assert greedy(engine, PROMPT, tokens=5).candidates[0].token_ids == after.candidates[0].token_ids
+
+
+def test_token_cap_and_stop_tokens(engine):
+    capped = greedy(engine, PROMPT, tokens=3)
+    assert len(capped.candidates[0].token_ids) == 3
+    # Declare the greedy second token a stop token: generation ends right there.
+    second = capped.candidates[0].token_ids[1]
+    stopped = engine.generate(engine.encode(PROMPT),
+                              criteria=[MaxNewTokens(10), StopTokens(frozenset({second}))])
+    assert stopped.candidates[0].token_ids == capped.candidates[0].token_ids[:2]
+    assert stopped.candidates[0].finished_by == "criteria"
+
+
+def test_token_healing_regenerates_the_removed_text(engine):
+    result = engine.generate(engine.encode("import numpy as np\nx = np"), heal=".",
+                             criteria=[MaxNewTokens(4)])
+    candidate = result.candidates[0]
+    assert engine.tokenizer.decode(candidate.token_ids).startswith(".")
+    assert not candidate.text.startswith(".")  # the healed text is not returned twice
+
+
+def test_service_line_mode_gives_one_line(service):
+    reply = service.complete(CompletionRequest(prefix="def add(a, b):\n    return ", mode="line"))
+    assert reply.completions and "\n" not in reply.completions[0].text
+    assert reply.model == "smollm2-135m-int4" and reply.device == "cpu"
+    assert reply.timings_ms.total >= reply.timings_ms.prefill > 0
+
+
+def test_service_mid_line_never_repeats_the_suffix(service):
+    request = CompletionRequest(prefix="values = [1, 2, 3]\nprint(len(", suffix="))\n", n=3)
+    reply = service.complete(request)
+    for completion in reply.completions:
+        assert not completion.text.endswith("))")
+        assert "\n" not in completion.text
+
+
+def test_service_uses_cells_above(service):
+    cells = (Cell("code", "import pandas as pd"), Cell("markdown", "Load the data"))
+    reply = service.complete(CompletionRequest(prefix="df = pd.", cells=cells))
+    assert reply.context.cells == 2
+    assert reply.context.prompt_tokens > len(service.engine.encode("df = pd."))
+
+
+def test_typing_one_more_character_reuses_the_prompt(service):
+    cells = tuple(Cell("code", f"value_{i} = {i} * 2") for i in range(20))
+    service.complete(CompletionRequest(prefix="total = value_1", cells=cells, max_new_tokens=4))
+    reply = service.complete(CompletionRequest(prefix="total = value_1 ", cells=cells, max_new_tokens=4))
+    assert reply.context.cached_tokens >= reply.context.prompt_tokens - 4

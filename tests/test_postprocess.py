@@ -1,0 +1,52 @@
+"""Golden tests of post-processing: what goes in at the cursor, and when generation stops."""
+
+import pytest
+
+from jupyter_codecomp.postprocess import Trimmer, resolve_mode
+
+CASES = [
+    # (prefix, suffix, mode, generated, expected text, complete)
+    ("print(df.", ")", "line", "head())\nx = 1", "head()", True),
+    ("print(df.", "", "line", "head())\nx = 1", "head())", True),
+    ("x = ", "", "line", "train_test_split(X,\n    y, test_size=0.2)\nprint(x)",
+     "train_test_split(X,\n    y, test_size=0.2)", True),
+    ("x = ", "", "line", "foo(a, [1, 2", "foo", False),
+    ('df["sa', '"]', "line", 'les"]', "les", True),
+    ("a = ", " + 1", "line", "b + 1", "b", True),
+    ('s = "', "", "line", 'hello ( world"\nx', 'hello ( world"', True),
+    ("def f(x):\n    ", "", "block", "y = x + 1\n    return y\n\nprint(f(2))",
+     "y = x + 1\n    return y", True),
+    ("", "", "block", "for i in range(3):\n    print(i)\n\nx = 1",
+     "for i in range(3):\n    print(i)", True),
+    ("total = ", "\nprint(total)", "block", "sum(xs)\nprint(total)\n", "sum(xs)", True),
+    ("x = 1  ", "", "line", "# a comment (with bracket\ny", "# a comment (with bracket", True),
+    ("y = ", "", "line", "   \n", "", True),
+    ("for row in rows:\n    print(", ")", "line", "row)", "row", True),
+]
+
+
+@pytest.mark.parametrize("prefix,suffix,mode,generated,expected,complete", CASES)
+def test_trim(prefix, suffix, mode, generated, expected, complete):
+    trimmed = Trimmer(prefix, suffix, mode).trim(generated)
+    assert trimmed.text == expected
+    assert trimmed.complete is complete
+
+
+def test_completion_never_repeats_suffix_mid_line():
+    trimmer = Trimmer("value = compute(", ", axis=1)", "line")
+    assert trimmer.trim("df, axis=1)").text == "df"
+
+
+@pytest.mark.parametrize(
+    "prefix,suffix,expected",
+    [
+        ("def f():\n", "", "block"),
+        ("# plot the monthly mean\n", "", "block"),
+        ("x = ", "", "line"),
+        ("df.", ")", "line"),
+        ('def g():\n    """Return 1."""\n', "", "block"),
+        ("import numpy as np\n", "", "line"),
+    ],
+)
+def test_auto_mode(prefix, suffix, expected):
+    assert resolve_mode(prefix, suffix, "auto") == expected

@@ -1,0 +1,87 @@
+"""Golden tests of prompt building, with the test model's real tokenizer and FIM tokens added."""
+
+import pytest
+from tokenizers import AddedToken, Tokenizer
+
+from jupyter_codecomp.prompt import PromptBuilder, cell_text
+from jupyter_codecomp.protocol import Cell
+from jupyter_codecomp.recipes import PromptFormat
+
+FIM = PromptFormat(
+    fim=True, fim_prefix="<|fim_prefix|>", fim_suffix="<|fim_suffix|>",
+    fim_middle="<|fim_middle|>", file_separator="<|file_sep|>",
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(test_model):
+    tok = Tokenizer.from_file(str(test_model.path / "tokenizer.json"))
+    tok.add_special_tokens([AddedToken(t, special=True) for t in
+                            (FIM.fim_prefix, FIM.fim_suffix, FIM.fim_middle, FIM.file_separator)])
+    return tok
+
+
+def builder(tok, fmt=FIM, **budgets):
+    texts = tok.decode_batch([[i] for i in range(tok.get_vocab_size())], skip_special_tokens=False)
+    return PromptBuilder(lambda s: tok.encode(s, add_special_tokens=False).ids, tok.token_to_id,
+                         texts.__getitem__, fmt, **budgets)
+
+
+def text_of(tok, prompt):
+    return tok.decode(prompt.ids, skip_special_tokens=False)
+
+
+def test_fim_layout_with_cells_variables_and_healing(tokenizer):
+    cells = [Cell("markdown", "# Sales\nWe load the data.\n\nMore text"),
+             Cell("code", "import pandas as pd\nsales = pd.read_csv('sales.csv')", "   date  amount")]
+    below = [Cell("code", "sales.plot()")]
+    prompt = builder(tokenizer).build(
+        "total = sales.", "\nprint(total)", cells, below,
+        variables="# sales: DataFrame shape=(3, 2) columns: date(object), amount(float64)",
+    )
+    assert prompt.heal == "."
+    assert text_of(tokenizer, prompt) == (
+        "<|file_sep|>kernel_variables.py\n"
+        "# sales: DataFrame shape=(3, 2) columns: date(object), amount(float64)\n"
+        "<|file_sep|>notebook.py\n"
+        "<|fim_prefix|># %% [markdown]\n# # Sales\n# We load the data.\n# More text\n\n"
+        "# %%\nimport pandas as pd\nsales = pd.read_csv('sales.csv')\n# Out: date  amount\n\n"
+        "# %%\ntotal = sales"
+        "<|fim_suffix|>\nprint(total)\n\n# %%\nsales.plot()\n\n<|fim_middle|>"
+    )
+    assert [p.kind for p in prompt.parts] == [
+        "variables", "cell_above", "cell_above", "prefix", "suffix", "cell_below"]
+    assert prompt.cells_used == 3
+
+
+def test_cells_above_nearest_first_within_budget(tokenizer):
+    cells = [Cell("code", f"x{i} = {i}  # " + "pad " * 20) for i in range(30)]
+    prompt = builder(tokenizer, budget_above=120).build("y = ", cells=cells)
+    used = [p.index for p in prompt.parts if p.kind == "cell_above"]
+    assert used and used == list(range(30 - len(used), 30))  # a contiguous run ending at the cursor
+    assert prompt.tokens_of("cell_above") <= 120
+    assert prompt.dropped_cells == 30 - len(used)
+
+
+def test_prefix_and_suffix_always_kept(tokenizer):
+    prompt = builder(tokenizer, budget_above=0, budget_below=0).build(
+        "a = 1\nb = ", "\nc = 3", [Cell("code", "z = 0")], [Cell("code", "w = 1")])
+    text = text_of(tokenizer, prompt)
+    assert "a = 1\nb" in text and "c = 3" in text and "z = 0" not in text and "w = 1" not in text
+
+
+def test_indentation_is_healed(tokenizer):
+    prompt = builder(tokenizer).build("def f(x):\n    ")
+    assert prompt.heal.strip() == "" and prompt.heal.endswith("    ")
+
+
+def test_left_to_right_format_without_fim_tokens(tokenizer):
+    prompt = builder(tokenizer, PromptFormat()).build("x = 1\ny = ", "\nz = 2")
+    assert text_of(tokenizer, prompt) + prompt.heal == "x = 1\ny = "
+
+
+def test_cell_text_markdown_is_short_comments_and_raw_is_dropped():
+    long_md = Cell("markdown", "\n".join(f"line {i}" for i in range(10)))
+    assert cell_text(long_md).count("\n# line") == 3
+    assert cell_text(Cell("raw", "anything")) == ""
+    assert cell_text(Cell("code", "   ")) == ""
