@@ -133,26 +133,36 @@ class Engine:
         with self._lock:
             if cancel is not None and cancel.is_set():  # superseded while it waited its turn
                 raise Cancelled()
-            started = time.perf_counter()
-            cached = self._prefill(prompt_ids)
-            prefilled = time.perf_counter()
-            first_logits = self._logits()
-            timings = {"prefill": (prefilled - started) * 1000}
-            candidates = []
-            for rank in range(n):
-                first = self.vocab.ranked(first_logits, heal, rank)
-                if first is None:
-                    break
-                if rank:
-                    self._rewind(len(prompt_ids))
-                candidate = self._decode(
-                    first, first_logits, heal, criteria,
-                    streamer if rank == 0 else None, cancel, timings, started,
-                )
-                candidates.append(candidate)
-            timings["decode"] = (time.perf_counter() - prefilled) * 1000
-            timings["total"] = (time.perf_counter() - started) * 1000
-            return GenerationResult(candidates, len(prompt_ids), cached, timings)
+            try:
+                return self._generate(prompt_ids, criteria, heal, n, streamer, cancel)
+            except BaseException as exc:
+                if not isinstance(exc, Cancelled):
+                    # An interrupt (KeyboardInterrupt in a kernel) may fall between the generator
+                    # and our record of it: start afresh next time rather than trust the cache.
+                    self._generator, self._sequence = None, []
+                raise
+
+    def _generate(self, prompt_ids, criteria, heal, n, streamer, cancel) -> GenerationResult:
+        started = time.perf_counter()
+        cached = self._prefill(prompt_ids)
+        prefilled = time.perf_counter()
+        first_logits = self._logits()
+        timings = {"prefill": (prefilled - started) * 1000}
+        candidates = []
+        for rank in range(n):
+            first = self.vocab.ranked(first_logits, heal, rank)
+            if first is None:
+                break
+            if rank:
+                self._rewind(len(prompt_ids))
+            candidate = self._decode(
+                first, first_logits, heal, criteria,
+                streamer if rank == 0 else None, cancel, timings, started,
+            )
+            candidates.append(candidate)
+        timings["decode"] = (time.perf_counter() - prefilled) * 1000
+        timings["total"] = (time.perf_counter() - started) * 1000
+        return GenerationResult(candidates, len(prompt_ids), cached, timings)
 
     def _decode(self, first, first_logits, heal, criteria, streamer, cancel, timings, started):
         token, logits = first, first_logits

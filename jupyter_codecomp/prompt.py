@@ -93,9 +93,12 @@ class PromptBuilder:
         head: list[int] = []
         file_sep = self._special.get("file")
         if variables and file_sep is not None:
-            text = f"kernel_variables.py\n{variables.rstrip()}\n"
-            ids = self.encode(text)
+            ids = self.encode(f"kernel_variables.py\n{variables.rstrip()}\n")
             head += [file_sep, *ids, file_sep, *self.encode("notebook.py\n")]
+            parts.append(PromptPart("variables", variables, len(ids)))
+        elif variables:  # no file separator: a comment block at the top of the file
+            ids = self.encode(f"# Kernel variables:\n{variables.rstrip()}\n\n")
+            head += ids
             parts.append(PromptPart("variables", variables, len(ids)))
 
         above, above_parts = self._select(cells, self.budget_above, "cell_above", newest_first=True)

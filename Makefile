@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make lab    set up everything (venv, install, the default model) and start JupyterLab
+#   make test   set up, build the small test model, run the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+JUPYTER := $(VENV)/bin/jupyter
+MODEL ?= qwen2.5-coder-0.5b
+TEST_MODEL := smollm2-135m
+export HF_HUB_OFFLINE := 1
+# JupyterLab refuses to run as root without this flag; these machines run as root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test install chromium clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml labextension/package.json labextension/package-lock.json
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@# The local CPU build of torch first: an unpinned torch pulls several GB of CUDA packages.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install ".[export,test]"
+	touch $@
+
+lab: install
+	$(JUPYTER) codecomp model build $(MODEL)
+	$(JUPYTER) lab $(ROOT_FLAG) --CodecompConfig.model=$(MODEL)
+
+chromium:
+	@# The browser tests drive Debian's Chromium; never a browser downloaded by a test tool.
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install chromium
+	$(JUPYTER) codecomp model build $(TEST_MODEL)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) jupyter_codecomp/labextension labextension/node_modules labextension/lib

@@ -1,0 +1,177 @@
+"""`%complete` and `%%complete`: the completion pipeline inside any IPython kernel.
+
+The context is the kernel's own: its input history (`In`) stands for the cells above and its
+namespace gives the variables block, through the same inspector the server sends to kernels.
+The engine runs in-process, loaded once per kernel, with the server's configuration and cache.
+"""
+
+from __future__ import annotations
+
+import difflib
+import linecache
+import sys
+import traceback
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .config import CodecompConfig, load_jupyter_config
+from .errors import CodecompError
+from .inspector import format_variables, inspect_namespace
+from .protocol import MAX_ALTERNATIVES, MAX_NEW_TOKENS, Cell, CompletionRequest
+from .service import ServiceLoader, Variables
+
+HISTORY_CELLS = 20
+DIM, BOLD_GREEN, RED, RESET = "\x1b[2m", "\x1b[1;32m", "\x1b[31m", "\x1b[0m"
+_loader: ServiceLoader | None = None
+
+
+def loader() -> ServiceLoader:
+    """One engine per kernel, configured like the server (jupyter_server_config.py)."""
+    global _loader
+    if _loader is None:
+        _loader = ServiceLoader(CodecompConfig(config=load_jupyter_config()))
+    return _loader
+
+
+@magics_class
+class CompleteMagics(Magics):
+    @magic_arguments()
+    @argument("-n", type=int, default=1, help=f"number of alternatives (1..{MAX_ALTERNATIVES})")
+    @argument("--insert", action="store_true", help="put the result into the next cell")
+    @argument("--block", action="store_true", help="allow a multi-line completion")
+    @argument("--max-tokens", type=int, default=None, help="cap on generated tokens")
+    @argument("--fix", action="store_true", help="propose a fix for the last exception's cell")
+    @argument("--context", action="store_true", help="show exactly what the model sees")
+    @argument("--status", action="store_true", help="show the model, device and load state")
+    @argument("code", nargs="*", help="the code to complete")
+    @line_cell_magic
+    def complete(self, line: str, cell: str | None = None):
+        """Complete code with the local model.
+
+            %complete df.groupby(          complete a line
+            %complete -n 3 plt.            three alternatives
+            %%complete                     complete (or generate from a comment) the cell body
+            %complete --fix                fix the cell that raised the last exception
+            %complete --context CODE       what the model would see
+            %complete --status             model, device, load state
+        """
+        args = parse_argstring(self.complete, line)  # bad options: IPython prints the usage line
+        if not 1 <= args.n <= MAX_ALTERNATIVES:
+            raise UsageError(f"-n must be between 1 and {MAX_ALTERNATIVES}")
+        if args.max_tokens is not None and not 1 <= args.max_tokens <= MAX_NEW_TOKENS:
+            raise UsageError(f"--max-tokens must be between 1 and {MAX_NEW_TOKENS}")
+        try:
+            if args.status:
+                return self._status()
+            code = cell if cell is not None else " ".join(args.code)
+            if args.fix:
+                return self._fix(args)
+            if not code.strip():
+                raise UsageError("nothing to complete: %complete CODE, or %%complete with a body")
+            request = self._request(code, args, block=args.block or cell is not None)
+            if args.context:
+                return self._context(request)
+            self._complete(request, args)
+        except CodecompError as exc:
+            print(f"codecomp: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else ""),
+                  file=sys.stderr)
+        except KeyboardInterrupt:
+            print("codecomp: interrupted", file=sys.stderr)
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def _complete(self, request: CompletionRequest, args) -> None:
+        service = self._service()
+        reply = service.complete(request, self._variables())
+        texts = [c.text for c in reply.completions if c.text]
+        if not texts:
+            print("codecomp: the model has no suggestion here")
+            return
+        for i, text in enumerate(texts):
+            label = f"[{i + 1}] " if len(texts) > 1 else ""
+            print(f"{label}{DIM}{request.prefix}{RESET}{BOLD_GREEN}{text}{RESET}")
+        if args.insert:
+            self.shell.set_next_input(request.prefix + texts[0], replace=False)
+
+    def _fix(self, args) -> None:
+        failed = last_failure(self.shell)
+        if failed is None:
+            raise CodecompError("no exception to fix yet", fix="run the failing cell, then %complete --fix")
+        source, error = failed
+        history = self._history()
+        prefix = f"{source.rstrip()}\n# Error: {error}\n\n# %% The same cell, corrected:\n"
+        request = CompletionRequest(prefix=prefix, cells=history, mode="block",
+                                    max_new_tokens=min(256, 32 + 2 * len(source.split())))
+        reply = self._service().complete(request, self._variables())
+        fixed = reply.completions[0].text.strip("\n") if reply.completions else ""
+        if not fixed.strip() or fixed.strip() == source.strip():
+            print("codecomp: the model proposes no change")
+            return
+        print(f"{DIM}{error}{RESET}")
+        for line in difflib.unified_diff(source.rstrip().splitlines(), fixed.splitlines(),
+                                         "cell", "proposed", lineterm=""):
+            color = BOLD_GREEN if line.startswith("+") else RED if line.startswith("-") else ""
+            print(f"{color}{line}{RESET if color else ''}")
+        if args.insert:
+            self.shell.set_next_input(fixed, replace=False)
+
+    def _context(self, request: CompletionRequest) -> None:
+        variables = self._variables()
+        report = self._service().context_report(request, variables)
+        print(f"model {report['model']}, mode {report['mode']}, "
+              f"{report['prompt_tokens']} prompt tokens, {report['cells_used']} cells used, "
+              f"{report['cells_dropped']} left out, {report['variables']} variables")
+        for part in report["parts"]:
+            where = f" #{part['index']}" if part["index"] is not None else ""
+            print(f"\n--- {part['kind']}{where} ({part['tokens']} tokens)")
+            print(part["text"].rstrip())
+
+    def _status(self) -> None:
+        status = loader().status()
+        if status["state"] == "idle":
+            status["state"] = "not loaded yet (loads on first use)"
+        for key in ("state", "model", "device", "providers", "load_seconds", "error", "fix"):
+            if status.get(key) not in (None, []):
+                print(f"{key:>12}: {status[key]}")
+
+    # --- context ------------------------------------------------------------------------------
+
+    def _service(self):
+        return loader().wait()
+
+    def _request(self, code: str, args, *, block: bool) -> CompletionRequest:
+        return CompletionRequest(prefix=code, cells=self._history(), n=args.n,
+                                 mode="block" if block else "line", max_new_tokens=args.max_tokens)
+
+    def _history(self) -> tuple[Cell, ...]:
+        """Earlier inputs of this kernel, oldest first, without magics and this very cell."""
+        inputs = list(self.shell.user_ns.get("In", []))[1:-1]
+        cells = [Cell("code", src) for src in inputs if src.strip() and "get_ipython()" not in src]
+        return tuple(cells[-HISTORY_CELLS:])
+
+    def _variables(self) -> Variables:
+        variables = inspect_namespace(self.shell.user_ns, hidden=set(self.shell.user_ns_hidden))
+        return Variables(format_variables(variables), len(variables), "in-process")
+
+
+def last_failure(shell) -> tuple[str, str] | None:
+    """The source of the cell that raised the last exception, and the exception as one line."""
+    error = getattr(sys, "last_value", None)
+    if error is None:
+        return None
+    summary = traceback.format_exception_only(type(error), error)[-1].strip()
+    tb = error.__traceback__
+    while tb is not None:  # the outermost frame that runs a cell is the cell that raised
+        filename = tb.tb_frame.f_code.co_filename
+        if _is_cell(shell, filename):
+            return "".join(linecache.getlines(filename)), summary
+        tb = tb.tb_next
+    inputs = shell.user_ns.get("In", [])
+    return (inputs[-2], summary) if len(inputs) >= 2 else None
+
+
+def _is_cell(shell, filename: str) -> bool:
+    names = getattr(shell.compile, "_filename_map", {})
+    return filename in names or filename.startswith("<ipython-input-")
