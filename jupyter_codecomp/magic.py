@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import linecache
+import re
 import sys
 import traceback
 
@@ -45,7 +46,7 @@ class CompleteMagics(Magics):
     @argument("--fix", action="store_true", help="propose a fix for the last exception's cell")
     @argument("--context", action="store_true", help="show exactly what the model sees")
     @argument("--status", action="store_true", help="show the model, device and load state")
-    @argument("code", nargs="*", help="the code to complete")
+    @argument("code", nargs="*", help="the code to complete (the rest of the line, verbatim)")
     @line_cell_magic
     def complete(self, line: str, cell: str | None = None):
         """Complete code with the local model.
@@ -57,7 +58,8 @@ class CompleteMagics(Magics):
             %complete --context CODE       what the model would see
             %complete --status             model, device, load state
         """
-        args = parse_argstring(self.complete, line)  # bad options: IPython prints the usage line
+        options, code = split_options(line)
+        args = parse_argstring(self.complete, options)  # bad options: IPython prints the usage
         if not 1 <= args.n <= MAX_ALTERNATIVES:
             raise UsageError(f"-n must be between 1 and {MAX_ALTERNATIVES}")
         if args.max_tokens is not None and not 1 <= args.max_tokens <= MAX_NEW_TOKENS:
@@ -65,7 +67,7 @@ class CompleteMagics(Magics):
         try:
             if args.status:
                 return self._status()
-            code = cell if cell is not None else " ".join(args.code)
+            code = cell if cell is not None else code
             if args.fix:
                 return self._fix(args)
             if not code.strip():
@@ -154,6 +156,17 @@ class CompleteMagics(Magics):
     def _variables(self) -> Variables:
         variables = inspect_namespace(self.shell.user_ns, hidden=set(self.shell.user_ns_hidden))
         return Variables(format_variables(variables), len(variables), "in-process")
+
+
+_OPTIONS = re.compile(r"\s*(?:(?:-n|--max-tokens)\s+\S+|--?[A-Za-z][\w-]*)(?=\s|$)")
+
+
+def split_options(line: str) -> tuple[str, str]:
+    """Leading options, and the code after them exactly as typed (trailing spaces matter)."""
+    end = 0
+    while match := _OPTIONS.match(line, end):
+        end = match.end()
+    return line[:end], line[end:].lstrip(" ") if end else line.lstrip(" ")
 
 
 def last_failure(shell) -> tuple[str, str] | None:
