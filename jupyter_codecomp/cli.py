@@ -200,12 +200,70 @@ class CompleteApp(_Base):
         return path.read_text()
 
 
+class EvalApp(_Base):
+    name = "jupyter-codecomp-eval"
+    description = "Measure completion quality on notebooks (see jupyter_codecomp.evaluation)."
+    kernel = Bool(False, help="Execute the notebooks in a real kernel: live variables and "
+                              "the kernel's own completion as a baseline.").tag(config=True)
+    variants = Unicode("cell,above,below,variables", help="Context variants, comma-separated.").tag(config=True)
+    out = Unicode("codecomp-eval", help="Folder for results.json and results.png.").tag(config=True)
+    seed = Int(0).tag(config=True)
+    tasks_per_notebook = Int(40).tag(config=True)
+    cell_timeout = Int(60, help="Seconds a notebook cell may run.").tag(config=True)
+    flags = {"kernel": ({"EvalApp": {"kernel": True}}, kernel.help)}
+    aliases = {
+        **_Base.aliases,
+        "variants": "EvalApp.variants",
+        "out": "EvalApp.out",
+        "seed": "EvalApp.seed",
+        "tasks-per-notebook": "EvalApp.tasks_per_notebook",
+        "cell-timeout": "EvalApp.cell_timeout",
+    }
+
+    def run(self):
+        from rich.progress import Progress
+
+        from .evaluation import VARIANTS, collect_notebooks, evaluate, write_outputs
+        from .service import ServiceLoader
+
+        notebooks = collect_notebooks(self.extra_args)
+        if not notebooks:
+            raise CodecompError("no notebooks given", fix="jupyter codecomp eval NOTEBOOK_OR_DIR...")
+        variants = [v.strip() for v in self.variants.split(",") if v.strip()]
+        unknown = set(variants) - set(VARIANTS)
+        if unknown:
+            raise CodecompError(f"unknown variant {sorted(unknown)[0]!r}",
+                                fix=f"choose from {', '.join(VARIANTS)}")
+        if "variables" in variants and not self.kernel:
+            variants.remove("variables")
+            console.print("[yellow]the variables variant needs --kernel; skipped[/]")
+        service = ServiceLoader(self.settings).wait()
+        with Progress(console=console) as progress:
+            report = evaluate(service, notebooks, variants=variants, kernel=self.kernel,
+                              seed=self.seed, per_notebook=self.tasks_per_notebook,
+                              cell_timeout=self.cell_timeout, progress=progress)
+        json_path, png_path = write_outputs(report, Path(self.out))
+        table = Table(title=f"{report['model']}: {report['tasks']} tasks, seed {report['seed']}")
+        for column in ("variant", "kind", "n", "EM %", "edit sim %", "first token %", "p50 ms"):
+            table.add_column(column, justify="left" if column in ("variant", "kind") else "right")
+        for row in report["summary"]:
+            table.add_row(row["variant"], row["kind"], str(row["n"]), f"{row['exact_match']:.1f}",
+                          f"{row['edit_similarity']:.1f}", f"{row['first_token']:.1f}",
+                          f"{row['latency_ms_p50']:.0f}")
+        Console().print(table)
+        for notebook, errors in report["cell_errors"].items():
+            console.print(f"[dim]{notebook}: {len(errors)} cell error(s), e.g. "
+                          f"{next(iter(errors.values()))}[/]")
+        console.print(f"wrote {json_path} and {png_path}")
+
+
 class CodecompApp(_Base):
     name = "jupyter-codecomp"
     description = "Local code completion for Jupyter: models, one-off completions, evaluation."
     subcommands = {
         "model": (ModelApp, ModelApp.description),
         "complete": (CompleteApp, CompleteApp.description),
+        "eval": (EvalApp, EvalApp.description),
     }
 
     def run(self):

@@ -93,6 +93,8 @@ class CompletionService:
             if streamer is not None:
                 streamer(trimmer.trim(text).text)
 
+        if not prompt.ids:  # nothing to go on (an empty cell, and no FIM format to frame it)
+            return CompletionReply([], self.name, self.engine.device)
         result = self.engine.generate(
             prompt.ids,
             criteria=criteria,

@@ -1,0 +1,310 @@
+"""`jupyter codecomp eval`: completion quality on notebooks, through the product's own pipeline.
+
+Notebooks become tasks (seeded, deterministic): at a code line, after its indentation ("line")
+or at a token boundary inside it ("mid"), the target is the rest of the line. Each task runs
+through `CompletionService.complete` under context variants:
+
+    cell       the current cell only (text before and after the cursor)
+    above      + the cells above
+    below      + the cells below
+    variables  + the live variables (needs --kernel)
+
+With --kernel the notebook's cells are executed in order in a real kernel: a cell's tasks see
+the state after the cells before it, as a student would have it; cell errors are recorded, and
+each cell has a time limit. The kernel's own completion (what Tab gives today, top-1) is scored
+as a baseline. Metrics: exact match, edit similarity, first-token accuracy, latency; per kind
+and per variant. Output: a table, `results.json` and `results.png` in --out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import statistics
+import time
+import tokenize
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .protocol import Cell, CompletionRequest
+from .service import Variables
+
+VARIANTS = ("cell", "above", "below", "variables")
+WORD = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Task:
+    notebook: str
+    cell: int  # index among all cells
+    kind: str  # "line" or "mid"
+    prefix: str  # current cell up to the cursor
+    suffix: str  # current cell after the line
+    target: str  # the rest of the line
+
+
+@dataclass
+class Result:
+    task: Task
+    variant: str
+    completion: str
+    exact: bool
+    similarity: float
+    first_token: bool
+    latency_ms: float
+
+
+@dataclass
+class NotebookRun:
+    cells: list[Cell]
+    tasks: list[Task]
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+def notebook_cells(path: Path) -> list[Cell]:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return [Cell(c.cell_type, c.source) for c in nb.cells if c.cell_type in ("code", "markdown")]
+
+
+def make_tasks(path: Path, cells: list[Cell], rng: random.Random, per_notebook: int) -> list[Task]:
+    tasks = []
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code" or cell.source.lstrip().startswith("%"):
+            continue
+        lines = cell.source.split("\n")
+        for number, line in enumerate(lines):
+            body = line.strip()
+            if len(body) < 4 or body.startswith("#"):
+                continue
+            indent = line[: len(line) - len(line.lstrip())]
+            before = "\n".join(lines[:number]) + ("\n" if number else "")
+            after = "\n" + "\n".join(lines[number + 1:]) if number + 1 < len(lines) else ""
+            tasks.append(Task(path.name, index, "line", before + indent, after, body))
+            cut = _token_boundary(body, rng)
+            if cut:
+                tasks.append(Task(path.name, index, "mid", before + indent + body[:cut], after,
+                                  body[cut:]))
+    rng.shuffle(tasks)
+    return sorted(tasks[:per_notebook], key=lambda t: (t.cell, len(t.prefix)))
+
+
+def _token_boundary(line: str, rng: random.Random) -> int | None:
+    """A cursor position after a Python token, leaving at least one token to complete."""
+    try:
+        ends = [tok.end[1] for tok in tokenize.generate_tokens(io.StringIO(line).readline)
+                if tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER,
+                                    tokenize.COMMENT) and tok.start[0] == 1]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    candidates = [e for e in ends[:-1] if 0 < e < len(line.rstrip())]
+    return rng.choice(candidates) if candidates else None
+
+
+def request_for(task: Task, cells: list[Cell], variant: str) -> CompletionRequest:
+    return CompletionRequest(
+        prefix=task.prefix,
+        suffix=task.suffix,
+        cells=tuple(cells[: task.cell]) if variant != "cell" else (),
+        cells_below=tuple(cells[task.cell + 1:]) if variant in ("below", "variables") else (),
+        mode="line",
+    )
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def edit_similarity(a: str, b: str) -> float:
+    if not a and not b:
+        return 1.0
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return 1.0 - previous[-1] / max(len(a), len(b))
+
+
+def first_token(text: str) -> str:
+    match = WORD.search(text)
+    return match.group(0) if match else ""
+
+
+def score(task: Task, variant: str, completion: str, latency_ms: float) -> Result:
+    got = completion.split("\n", 1)[0].rstrip()
+    want = task.target.rstrip()
+    return Result(task, variant, completion, got == want, edit_similarity(got, want),
+                  bool(first_token(got)) and first_token(got) == first_token(want), latency_ms)
+
+
+# --- kernel -----------------------------------------------------------------------------------
+
+
+class NotebookKernel:
+    """A real kernel that runs a notebook's cells in order and answers for its state."""
+
+    def __init__(self, cell_timeout: float):
+        from jupyter_client.manager import start_new_kernel
+
+        self.cell_timeout = cell_timeout
+        self.km, self.kc = start_new_kernel(kernel_name="python3")
+        self.run("%matplotlib agg")
+
+    def run(self, source: str) -> str | None:
+        """Execute a cell; return an error line, or None."""
+        try:
+            reply = self.kc.execute_interactive(source, timeout=self.cell_timeout,
+                                                output_hook=lambda msg: None)
+        except TimeoutError:
+            self.km.interrupt_kernel()
+            self.kc.get_shell_msg(timeout=30)
+            return f"timeout after {self.cell_timeout:.0f} s"
+        content = reply["content"]
+        return None if content["status"] == "ok" else f"{content.get('ename')}: {content.get('evalue')}"
+
+    def variables(self):
+        from .inspector import KERNEL_EXPRESSION, format_variables, variables_from_reply
+
+        reply = self.kc.execute_interactive("", silent=True, store_history=False,
+                                            user_expressions={"codecomp": KERNEL_EXPRESSION},
+                                            timeout=10, output_hook=lambda msg: None)
+        found = variables_from_reply(reply["content"])
+        return Variables(format_variables(found), len(found), "fresh")
+
+    def complete(self, code: str) -> str:
+        """The kernel's own top-1 completion (jedi), as the text it would insert."""
+        msg_id = self.kc.complete(code, len(code))
+        reply = self.kc.get_shell_msg(timeout=30)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.kc.get_shell_msg(timeout=30)
+        content = reply["content"]
+        matches = content.get("matches") or []
+        if not matches:
+            return ""
+        typed = code[content["cursor_start"]:content["cursor_end"]]
+        return matches[0][len(typed):] if matches[0].startswith(typed) else matches[0]
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def collect_notebooks(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        found += sorted(path.rglob("*.ipynb")) if path.is_dir() else [path]
+    return [p for p in found if ".ipynb_checkpoints" not in p.parts]
+
+
+def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: bool, seed: int,
+             per_notebook: int, cell_timeout: float, progress=None) -> dict:
+    rng = random.Random(seed)
+    runs = {}
+    for path in notebooks:
+        cells = notebook_cells(path)
+        runs[path] = NotebookRun(cells, make_tasks(path, cells, rng, per_notebook))
+    total = sum(len(r.tasks) for r in runs.values())
+    bar = progress.add_task("evaluating", total=total) if progress else None
+    results: list[Result] = []
+    baseline: list[Result] = []
+    for path, run in runs.items():
+        nb_kernel = NotebookKernel(cell_timeout) if kernel else None
+        executed = 0
+        try:
+            for task in run.tasks:
+                while nb_kernel and executed < task.cell:  # the state a student would have
+                    cell = run.cells[executed]
+                    if cell.cell_type == "code":
+                        error = nb_kernel.run(cell.source)
+                        if error:
+                            run.errors[executed] = error
+                    executed += 1
+                variables = nb_kernel.variables() if nb_kernel else None
+                for variant in variants:
+                    if variant == "variables" and variables is None:
+                        continue
+                    request = request_for(task, run.cells, variant)
+                    started = time.perf_counter()
+                    reply = service.complete(
+                        request, variables if variant == "variables" else Variables())
+                    latency = (time.perf_counter() - started) * 1000
+                    text = reply.completions[0].text if reply.completions else ""
+                    results.append(score(task, variant, text, latency))
+                if nb_kernel:
+                    started = time.perf_counter()
+                    text = nb_kernel.complete(task.prefix)
+                    baseline.append(score(task, "kernel", text, (time.perf_counter() - started) * 1000))
+                if progress:
+                    progress.advance(bar)
+        finally:
+            if nb_kernel:
+                nb_kernel.close()
+    return {
+        "model": service.name,
+        "seed": seed,
+        "notebooks": [p.name for p in notebooks],
+        "tasks": total,
+        "cell_errors": {p.name: r.errors for p, r in runs.items() if r.errors},
+        "summary": summarize(results + baseline),
+        "results": [{**asdict(r.task), **{k: v for k, v in asdict(r).items() if k != "task"}}
+                    for r in results + baseline],
+    }
+
+
+def summarize(results: list[Result]) -> list[dict]:
+    rows = []
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.variant, r.task.kind), []).append(r)
+        groups.setdefault((r.variant, "all"), []).append(r)
+    order = {v: i for i, v in enumerate((*VARIANTS, "kernel"))}
+    for (variant, kind), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
+        rows.append({
+            "variant": variant, "kind": kind, "n": len(rs),
+            "exact_match": round(100 * sum(r.exact for r in rs) / len(rs), 1),
+            "edit_similarity": round(100 * statistics.mean(r.similarity for r in rs), 1),
+            "first_token": round(100 * sum(r.first_token for r in rs) / len(rs), 1),
+            "latency_ms_p50": round(statistics.median(r.latency_ms for r in rs), 1),
+        })
+    return rows
+
+
+def write_outputs(report: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps(report, indent=1))
+    png_path = out / "results.png"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["summary"] if r["kind"] != "all"]
+    kinds = sorted({r["kind"] for r in rows})
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("exact_match", "first_token")):
+        width = 0.8 / max(1, len(variants))
+        for i, variant in enumerate(variants):
+            values = [next((r[metric] for r in rows if r["variant"] == variant and r["kind"] == k), 0)
+                      for k in kinds]
+            ax.bar([k + i * width for k in range(len(kinds))], values, width, label=variant)
+        ax.set_xticks([k + width * (len(variants) - 1) / 2 for k in range(len(kinds))], kinds)
+        ax.set_title(metric.replace("_", " ") + " (%)")
+    axes[0].legend()
+    fig.suptitle(f"{report['model']}: {report['tasks']} tasks")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return json_path, png_path

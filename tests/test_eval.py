@@ -1,0 +1,65 @@
+"""`jupyter codecomp eval` end to end: a notebook executed in a real kernel, the test model."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from jupyter_codecomp.evaluation import edit_similarity, make_tasks, notebook_cells
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Grades\nWe look at the grades of a class."),
+        nbformat.v4.new_code_cell("import pandas as pd"),
+        nbformat.v4.new_code_cell("grades = pd.DataFrame({'student': ['ann', 'bob'], 'score': [81.0, 67.5]})"),
+        nbformat.v4.new_code_cell("oops = grades['Score']  # fails on purpose"),
+        nbformat.v4.new_code_cell("best = grades.sort_values('score', ascending=False)\nprint(best.head(1))"),
+        nbformat.v4.new_code_cell("def passed(score):\n    return score >= 70\n\ngrades['passed'] = grades['score'].apply(passed)"),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_tasks_are_deterministic_and_targets_are_line_rests(tmp_path):
+    path = write_notebook(tmp_path / "grades.ipynb")
+    cells = notebook_cells(path)
+    first = make_tasks(path, cells, random.Random(3), 50)
+    assert first == make_tasks(path, cells, random.Random(3), 50)
+    assert {t.kind for t in first} == {"line", "mid"}
+    for task in first:
+        line = cells[task.cell].source.split("\n")[task.prefix.count("\n")]
+        assert line.strip().endswith(task.target.strip())
+        assert (task.prefix.rsplit("\n", 1)[-1] + task.target).strip() == line.strip()
+
+
+def test_edit_similarity():
+    assert edit_similarity("abc", "abc") == 1.0
+    assert edit_similarity("", "") == 1.0
+    assert edit_similarity("abcd", "abcx") == 0.75
+
+
+def test_eval_cli_with_kernel(tmp_path, test_model):
+    write_notebook(tmp_path / "grades.ipynb")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_codecomp", "eval", str(tmp_path), "--kernel",
+         "--model", str(test_model.path), "--out", str(out), "--tasks-per-notebook", "6"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "results.json").read_text())
+    assert (out / "results.png").stat().st_size > 1000
+    variants = {row["variant"] for row in report["summary"]}
+    assert variants == {"cell", "above", "below", "variables", "kernel"}
+    assert report["tasks"] == 6
+    assert "KeyError" in json.dumps(report["cell_errors"])  # recorded, not fatal
+    assert "EM %" in result.stdout and "variables" in result.stdout
