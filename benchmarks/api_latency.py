@@ -110,6 +110,8 @@ async def type_line(server: Server, client: int, kernel_id: str | None, interval
     ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{server.port}/codecomp/stream",
                                              headers={"Authorization": f"token {server.token}"}))
     key = f"bench-{client}.ipynb#cell-5"
+    # Each student's notebook differs from its first line: clients do not share a KV prefix.
+    cells = [{"cell_type": "markdown", "source": f"Homework of student {client}"}, *CELLS]
     sent: dict[str, float] = {}
     records: list[dict] = []
     first_seen: dict[str, float] = {}
@@ -131,20 +133,27 @@ async def type_line(server: Server, client: int, kernel_id: str | None, interval
                 records.append({
                     "first_ms": (first_seen.get(rid, now) - start) * 1000,
                     "full_ms": (now - start) * 1000,
-                    "cold": rid.endswith("-0"),
+                    "cold": rid.endswith("-cold"),
                     "variables": msg["reply"]["context"]["variables"],
                 })
             else:
                 records.append({"superseded": True})
         done.set()
 
-    task = asyncio.create_task(reader())
-    for i in range(1, len(LINE) + 1):
-        rid = f"{client}-{i - 1}"
+    def send(rid: str, prefix: str) -> None:
         sent[rid] = time.perf_counter()
         ws.write_message(json.dumps({"id": rid, "key": key, "request": {
-            "prefix": LINE[:i], "suffix": "", "cells": CELLS, "kernel_id": kernel_id,
+            "prefix": prefix, "suffix": "", "cells": cells, "kernel_id": kernel_id,
             "path": f"bench-{client}.ipynb", "mode": "line"}}))
+
+    task = asyncio.create_task(reader())
+    # Cold: the notebook is opened, the cursor sits in a new cell; the answer is awaited.
+    expected += 1
+    send(f"{client}-cold", "")
+    while not any(r.get("cold") for r in records):
+        await asyncio.sleep(0.01)
+    for i in range(1, len(LINE) + 1):
+        send(f"{client}-{i}", LINE[:i])
         await asyncio.sleep(interval)
     await asyncio.wait_for(done.wait(), 600)
     task.cancel()

@@ -41,6 +41,9 @@ class CodecompConfig(Configurable):
     ).tag(config=True)
     context_tokens_below = Int(256, help="Token budget for cells below.").tag(config=True)
     context_length = Int(4096, help="KV cache length: prompt plus generated tokens.").tag(config=True)
+    kv_cache_slots = Int(
+        4, help="Notebooks whose KV cache is kept (about 100 MB each for the default model)."
+    ).tag(config=True)
     enabled = Bool(True, help="Serve completions at all (turn off for exams).").tag(config=True)
     disabled_paths = List(
         Unicode(),

@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -56,6 +57,7 @@ class Engine:
         device: str = "auto",
         threads: int = 0,
         context_length: int = 4096,
+        cache_slots: int = 4,
     ):
         import onnxruntime_genai as og
         from tokenizers import Tokenizer
@@ -70,9 +72,12 @@ class Engine:
         )
         self.context_length = context_length
         self.vocab = _Vocabulary(self.tokenizer)
+        self.cache_slots = max(1, cache_slots)
         self._lock = threading.Lock()
-        self._generator = None
-        self._sequence: list[int] = []  # tokens whose KV entries the generator holds
+        # One KV cache per notebook (least recently used first): students in one server do not
+        # evict each other's prompt prefix. Each holds context_length positions.
+        self._slots: OrderedDict[str, _KVCache] = OrderedDict()
+        self._kv: _KVCache | None = None  # the slot of the generation under way
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -122,24 +127,27 @@ class Engine:
         n: int = 1,
         streamer: Streamer | None = None,
         cancel: threading.Event | None = None,
+        cache_key: str = "",
     ) -> GenerationResult:
         """Generate up to `n` candidates after `prompt_ids`.
 
         `heal` is text removed from the end of the prompt: the first tokens must reproduce it,
-        and it is not part of the returned text. Raises `Cancelled` if `cancel` gets set.
+        and it is not part of the returned text. `cache_key` (a notebook path) picks the KV cache
+        whose prefix is reused. Raises `Cancelled` if `cancel` gets set.
         """
         if not prompt_ids:
             raise ValueError("empty prompt")
         with self._lock:
             if cancel is not None and cancel.is_set():  # superseded while it waited its turn
                 raise Cancelled()
+            self._kv = self._slot(cache_key)
             try:
                 return self._generate(prompt_ids, criteria, heal, n, streamer, cancel)
             except BaseException as exc:
                 if not isinstance(exc, Cancelled):
                     # An interrupt (KeyboardInterrupt in a kernel) may fall between the generator
                     # and our record of it: start afresh next time rather than trust the cache.
-                    self._generator, self._sequence = None, []
+                    self._slots.pop(cache_key, None)
                 raise
 
     def _generate(self, prompt_ids, criteria, heal, n, streamer, cancel) -> GenerationResult:
@@ -154,7 +162,7 @@ class Engine:
             if first is None:
                 break
             if rank:
-                self._rewind(len(prompt_ids))
+                self._kv.rewind(len(prompt_ids))
             candidate = self._decode(
                 first, first_logits, heal, criteria,
                 streamer if rank == 0 else None, cancel, timings, started,
@@ -175,7 +183,7 @@ class Engine:
                 raise Cancelled()
             logprob += _log_softmax_at(logits, token)
             ids.append(token)
-            self._append([token])
+            self._kv.append([token])
             remaining_heal = self.vocab.consume(remaining_heal, token)
             text = self._text(ids, heal)
             if "first_token" not in timings:
@@ -184,7 +192,7 @@ class Engine:
             if not remaining_heal and any_stops(criteria, state):
                 finished_by = "criteria"
                 break
-            if len(self._sequence) >= self.context_length:
+            if len(self._kv.sequence) >= self.context_length:
                 break
             if streamer is not None and not remaining_heal and not text.endswith("\ufffd"):
                 streamer(text)
@@ -198,42 +206,37 @@ class Engine:
 
     # --- KV cache -----------------------------------------------------------------------------
 
+    def _slot(self, key: str) -> _KVCache:
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            if len(self._slots) >= self.cache_slots:
+                self._slots.popitem(last=False)
+            slot = _KVCache(self._og, self.model, self.context_length)
+        self._slots[key] = slot
+        return slot
+
     def _prefill(self, prompt_ids: list[int]) -> int:
-        """Bring the generator to `prompt_ids`, reusing the longest common prefix. Returns it."""
-        common = _common_prefix(self._sequence, prompt_ids)
+        """Bring the KV cache to `prompt_ids`, reusing the longest common prefix. Returns it."""
+        kv = self._kv
+        common = _common_prefix(kv.sequence, prompt_ids)
         # Feed at least two tokens: int4 MatMulNBits takes another kernel path for a single row,
         # whose rounding differs; with two or more rows a warm prefill equals a cold one exactly.
         common = min(common, len(prompt_ids) - MIN_PREFILL_TOKENS)
-        if self._generator is None or common <= 0:
-            self._new_generator()
+        if common <= 0:
+            kv.restart()
             common = 0
         else:
-            self._rewind(common)
-        self._append(prompt_ids[common:])
+            kv.rewind(common)
+        kv.append(prompt_ids[common:])
         return common
 
-    def _new_generator(self) -> None:
-        params = self._og.GeneratorParams(self.model)
-        params.set_search_options(max_length=self.context_length)
-        self._generator = self._og.Generator(self.model, params)
-        self._sequence = []
-
-    def _rewind(self, length: int) -> None:
-        self._generator.rewind_to(length)
-        del self._sequence[length:]
-
-    def _append(self, ids: list[int]) -> None:
-        self._generator.append_tokens(ids)
-        self._sequence.extend(ids)
-
     def _logits(self) -> np.ndarray:
-        return self._generator.get_logits().reshape(-1)
+        return self._kv.generator.get_logits().reshape(-1)
 
     def reset(self) -> None:
-        """Forget the KV cache (tests use it to compare cold and warm runs)."""
+        """Forget every KV cache (tests use it to compare cold and warm runs)."""
         with self._lock:
-            self._generator = None
-            self._sequence = []
+            self._slots.clear()
 
     def describe(self) -> dict:
         return {
@@ -241,7 +244,31 @@ class Engine:
             "providers": self.providers,
             "fallback_reason": self.fallback_reason,
             "context_length": self.context_length,
+            "cache_slots": self.cache_slots,
         }
+
+
+class _KVCache:
+    """A GenAI generator and the tokens whose keys and values it holds."""
+
+    def __init__(self, og, model, context_length: int):
+        self._og, self._model, self._length = og, model, context_length
+        self.generator = None
+        self.sequence: list[int] = []
+
+    def restart(self) -> None:
+        params = self._og.GeneratorParams(self._model)
+        params.set_search_options(max_length=self._length)
+        self.generator = self._og.Generator(self._model, params)
+        self.sequence = []
+
+    def rewind(self, length: int) -> None:
+        self.generator.rewind_to(length)
+        del self.sequence[length:]
+
+    def append(self, ids: list[int]) -> None:
+        self.generator.append_tokens(ids)
+        self.sequence.extend(ids)
 
 
 class _Vocabulary:

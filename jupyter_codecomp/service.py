@@ -47,6 +47,7 @@ class CompletionService:
             device=settings.device,
             threads=settings.threads,
             context_length=settings.context_length,
+            cache_slots=settings.kv_cache_slots,
         )
         tokenizer = self.engine.tokenizer
         fmt = model.manifest.prompt
@@ -102,6 +103,7 @@ class CompletionService:
             n=request.n,
             streamer=stream_trimmed if streamer else None,
             cancel=cancel,
+            cache_key=request.path or "",
         )
         completions: list[Completion] = []
         for candidate in result.candidates:

@@ -117,3 +117,14 @@ def test_typing_one_more_character_reuses_the_prompt(service):
     service.complete(CompletionRequest(prefix="total = value_1", cells=cells, max_new_tokens=4))
     reply = service.complete(CompletionRequest(prefix="total = value_1 ", cells=cells, max_new_tokens=4))
     assert reply.context.cached_tokens >= reply.context.prompt_tokens - 4
+
+
+def test_each_notebook_keeps_its_own_kv_cache(test_model):
+    engine = Engine(test_model.path, device="cpu", threads=2, cache_slots=2)
+    a, b, c = (engine.encode(f"# notebook {name}\n" + PROMPT) for name in "abc")
+    for key, ids in (("a.ipynb", a), ("b.ipynb", b)):
+        engine.generate(ids, criteria=[MaxNewTokens(2)], cache_key=key)
+    again = engine.generate(a, criteria=[MaxNewTokens(2)], cache_key="a.ipynb")
+    assert again.cached_tokens == len(a) - 2  # b's request did not evict a's prefix
+    engine.generate(c, criteria=[MaxNewTokens(2)], cache_key="c.ipynb")  # evicts b (LRU)
+    assert engine.generate(b, criteria=[MaxNewTokens(2)], cache_key="b.ipynb").cached_tokens == 0
