@@ -13,10 +13,12 @@ complete; the engine's `TextComplete` criterion stops generation as soon as it i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
+_DANGLING_ATTRIBUTE = re.compile(r"(?<=\S)\.\w*$")
 CLOSERS = {v: k for k, v in OPENERS.items()}
 BLOCK_MAX_LINES = 24
 
@@ -129,7 +131,11 @@ class Trimmer:
                 line_start = i
             if not state.quote and len(state.stack) <= depth0:
                 safe = i
-        return Trimmed(text[:safe].rstrip() if safe < len(text) else text.rstrip(), False)
+        if safe == len(text):
+            return Trimmed(text.rstrip(), False)
+        # Cut by the token cap: keep the balanced part, without a dangling `.method` whose call
+        # was cut off.
+        return Trimmed(_DANGLING_ATTRIBUTE.sub("", text[:safe].rstrip()), False)
 
     def is_complete(self, text: str) -> bool:
         return self.trim(text).complete

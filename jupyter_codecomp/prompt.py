@@ -118,7 +118,9 @@ class PromptBuilder:
         parts.append(PromptPart("prefix", prefix, len(before_ids) - self._count(above)))
 
         suffix_text = self._head(suffix, SUFFIX_MAX_TOKENS)
-        after = suffix_text + ("\n\n" + below if below else "")
+        # The current cell ends with a newline, as it does in the notebook-as-a-file; measured:
+        # without it the model more often ends a line early (`df.` -> `columns`, not a call).
+        after = suffix_text.rstrip("\n") + "\n" + ("\n" + below if below else "")
         parts.append(PromptPart("suffix", suffix_text, self._count(suffix_text)))
         parts += below_parts
 

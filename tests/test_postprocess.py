@@ -11,6 +11,7 @@ CASES = [
     ("x = ", "", "line", "train_test_split(X,\n    y, test_size=0.2)\nprint(x)",
      "train_test_split(X,\n    y, test_size=0.2)", True),
     ("x = ", "", "line", "foo(a, [1, 2", "foo", False),
+    ("df.", "", "line", "groupby('a').sum().rename(columns={'a", "groupby('a').sum()", False),
     ('df["sa', '"]', "line", 'les"]', "les", True),
     ("a = ", " + 1", "line", "b + 1", "b", True),
     ('s = "', "", "line", 'hello ( world"\nx', 'hello ( world"', True),
