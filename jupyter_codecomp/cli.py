@@ -129,7 +129,15 @@ class ModelRemove(_Base):
             console.print(f"removed {path}")
 
 
-class ModelApp(_Base):
+class _Group(_Base):
+    """A command made of subcommands: alone, it lists them."""
+
+    def run(self):
+        self.print_subcommands()
+        self.exit(2)
+
+
+class ModelApp(_Group):
     name = "jupyter-codecomp-model"
     description = "Manage models: build, list, info, remove."
     subcommands = {
@@ -138,10 +146,6 @@ class ModelApp(_Base):
         "info": (ModelInfo, ModelInfo.description),
         "remove": (ModelRemove, ModelRemove.description),
     }
-
-    def run(self):
-        self.print_subcommands()
-        self.exit(2)
 
 
 class CompleteApp(_Base):
@@ -257,7 +261,7 @@ class EvalApp(_Base):
         console.print(f"wrote {json_path} and {png_path}")
 
 
-class CodecompApp(_Base):
+class CodecompApp(_Group):
     name = "jupyter-codecomp"
     description = "Local code completion for Jupyter: models, one-off completions, evaluation."
     subcommands = {
@@ -265,10 +269,6 @@ class CodecompApp(_Base):
         "complete": (CompleteApp, CompleteApp.description),
         "eval": (EvalApp, EvalApp.description),
     }
-
-    def run(self):
-        self.print_subcommands()
-        self.exit(2)
 
 
 def main():
