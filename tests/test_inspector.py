@@ -1,0 +1,313 @@
+"""The namespace inspector, in-process: what it lists, that it never runs user code, its bounds, the
+kernel expression's hygiene, reply parsing and the prompt block."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jupyter_codecomp.inspector import (
+    KERNEL_EXPRESSION,
+    KERNEL_SNIPPET,
+    InspectorError,
+    Variable,
+    format_variables,
+    inspect_namespace,
+    variables_from_reply,
+)
+
+TOUCHED: list[str] = []
+
+
+class Trap:
+    """Every way of looking at it that could run its code records the fact."""
+
+    @property
+    def boom(self):
+        TOUCHED.append("property")
+        raise RuntimeError("touched")
+
+    @property
+    def slow(self):
+        TOUCHED.append("slow")
+        time.sleep(10)
+
+    @property
+    def __class__(self):
+        TOUCHED.append("__class__")
+        return Trap
+
+    def __getattr__(self, name):
+        TOUCHED.append(f"getattr {name}")
+        raise AttributeError(name)
+
+    def __repr__(self):
+        TOUCHED.append("repr")
+        return "Trap()"
+
+    def __str__(self):
+        TOUCHED.append("str")
+        return "Trap"
+
+    def __len__(self):
+        TOUCHED.append("len")
+        return 1
+
+
+class Sleeper:
+    @property
+    def shape(self):  # looks like an array; reading it would hang
+        TOUCHED.append("shape")
+        time.sleep(10)
+        return (1,)
+
+    def __getattribute__(self, name):
+        TOUCHED.append(f"getattribute {name}")
+        time.sleep(10)
+
+
+class SneakyList(list):
+    def __len__(self):
+        TOUCHED.append("list len")
+        raise RuntimeError
+
+    def __repr__(self):
+        TOUCHED.append("list repr")
+        return "[]"
+
+
+class Meta(type):
+    def __eq__(cls, other):
+        TOUCHED.append("meta eq")
+        return False
+
+    __hash__ = type.__hash__
+
+    def __getattribute__(cls, name):
+        if name not in ("__dict__", "__mro__"):
+            TOUCHED.append(f"meta getattribute {name}")
+        return super().__getattribute__(name)
+
+
+class Weird(metaclass=Meta):
+    def __init__(self, a, b=3):
+        pass
+
+
+class Label:
+    def __str__(self):
+        TOUCHED.append("label str")
+        return "label"
+
+    __hash__ = object.__hash__
+
+
+for _cls in (Trap, Sleeper, SneakyList, Meta, Weird, Label):
+    _cls.__module__ = "__main__"  # as if defined in a notebook
+
+
+def load(path, sep=",", *, rows=None, **options):
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clear_touched():
+    TOUCHED.clear()
+    yield
+    TOUCHED.clear()
+
+
+def by_name(variables):
+    return {v.name: v for v in variables}
+
+
+def test_lists_data_science_namespace():
+    import numpy as numpy_alias
+
+    df = pd.DataFrame({
+        "date": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+        "sales": [1.0, 2.5],
+        "region": ["n", "s"],
+    })
+    ns = {
+        "__builtins__": __builtins__, "_": 3, "_i1": "x", "In": [], "Out": {},
+        "get_ipython": lambda: None, "exit": None, "quit": None,
+        "pd": pd, "np": numpy_alias, "math": math,
+        "df": df, "X": np.zeros((100, 3), dtype=np.float32), "total": df["sales"],
+        "load": load, "square": lambda x, y=2: x ** y, "Weird": Weird,
+        "n": 42, "ratio": 0.5, "name": "sales", "flags": [1, 2, 3], "table": {"a": 1},
+        "trap": Trap(), "sleeper": Sleeper(), "sneaky": SneakyList([1, 2]), "weird": Weird(1),
+    }
+    started = time.monotonic()
+    variables = inspect_namespace(ns)
+    assert time.monotonic() - started < 5  # nothing slept
+    assert TOUCHED == []
+    found = by_name(variables)
+    assert list(found) == [k for k in ns if not k.startswith("_") and k not in (
+        "In", "Out", "get_ipython", "exit", "quit")]  # definition order, hidden names left out
+
+    assert found["df"].type == "DataFrame" and found["df"].shape == "(2, 3)"
+    assert found["df"].columns == (("date", "datetime64[us]"), ("sales", "float64"),
+                                   ("region", "str"))
+    assert found["X"] == Variable("X", "ndarray", shape="(100, 3)", dtype="float32")
+    assert found["total"].type == "Series" and found["total"].length == 2
+    assert found["total"].dtype == "float64" and found["total"].value == "sales"
+    assert found["np"] == Variable("np", "module", module="numpy")
+    assert found["math"].module == "math"
+    assert found["load"] == Variable(
+        "load", "function", signature="(path, sep=',', *, rows=None, **options)")
+    assert found["square"].signature == "(x, y=2)"
+    assert found["Weird"] == Variable("Weird", "class", signature="(a, b=3)")  # no metaclass hook
+    assert found["n"].value == "42" and found["ratio"].value == "0.5"
+    assert found["name"].value == "'sales'" and found["name"].length == 5
+    assert found["flags"].length == 3 and found["table"].length == 1
+    # Listed by type only: nothing of theirs was read.
+    assert found["trap"] == Variable("trap", "Trap")
+    assert found["sleeper"] == Variable("sleeper", "Sleeper")
+    assert found["weird"] == Variable("weird", "Weird")
+    assert found["sneaky"] == Variable("sneaky", "SneakyList", length=2)  # list's own length
+
+
+def test_signatures_and_classes():
+    class Point:
+        def __init__(self, x: int, y: float = 0.0) -> None:
+            pass
+
+    async def fetch(url, /, retries=3, *args, timeout=None):
+        pass
+
+    def big_default(x=list(range(1000)), y=Trap(), z=10 ** 100):
+        pass
+
+    found = by_name(inspect_namespace({
+        "Point": Point, "fetch": fetch, "big_default": big_default, "len": len,
+        "method": Point(1).__init__, "Frame": pd.DataFrame,
+    }))
+    assert found["Point"] == Variable("Point", "class", signature="(x: int, y: float = 0.0)")
+    assert found["fetch"].signature == "async (url, /, retries=3, *args, timeout=None)"
+    assert found["big_default"].signature == "(x=..., y=..., z=...)"
+    assert found["len"].signature == "(obj, /)"
+    assert found["method"].type == "method" and found["method"].signature.startswith("(x: int")
+    assert found["Frame"].signature.startswith("(data=None, index")
+    assert TOUCHED == []
+
+
+def test_column_labels_and_dtypes_are_never_stringified_by_user_code():
+    df = pd.DataFrame({Label(): [1], ("a", 1): [2.0], 7: ["x"]})
+    wide = pd.DataFrame(np.zeros((2, 100)))
+    found = by_name(inspect_namespace({"df": df, "wide": wide}))
+    assert found["df"].columns == (("<Label>", "int64"), ("(a, 1)", "float64"), ("7", "str"))
+    assert TOUCHED == []
+    assert len(found["wide"].columns) == 30 and found["wide"].shape == "(2, 100)"
+    line = format_variables([found["wide"]])
+    assert line.endswith(", ... (100 columns)")
+
+
+def test_hidden_names():
+    value = object()
+    ns = {"a": 1, "b": value, "c": 3}
+    assert [v.name for v in inspect_namespace(ns, hidden={"a"})] == ["b", "c"]
+    # IPython's user_ns_hidden: hidden while the name still holds the value IPython put there.
+    assert [v.name for v in inspect_namespace(ns, hidden={"b": value, "c": 0})] == ["a", "c"]
+
+
+def test_output_is_bounded():
+    ns = {f"v{i}": i for i in range(10_000)}
+    ns["huge"] = "x" * 10_000_000
+    ns["blob"] = b"y" * 1_000_000
+    ns["digits"] = 10 ** 10_000  # repr would be slow, or raise
+    ns["many"] = list(range(100_000))
+    ns["long_name_" + "n" * 500] = 1
+    started = time.monotonic()
+    variables = inspect_namespace(ns)
+    assert time.monotonic() - started < 5
+    assert len(variables) == 60 and variables[-1].name.startswith("long_name_")
+    found = by_name(variables)
+    assert found["huge"].value is None and found["huge"].length == 10_000_000
+    assert found["blob"].value is None and found["digits"].value is None
+    assert found["many"].length == 100_000 and found["v9999"].value == "9999"
+    assert all(len(v.name) <= 60 for v in variables)
+    assert len(inspect_namespace(ns, max_vars=5)) == 5
+    block = format_variables(variables)
+    assert len(block) <= 1500 and block.endswith("# long_name_" + "n" * 49 + "\u2026: int = 1")
+    assert len(format_variables(variables, max_chars=200)) <= 200
+
+
+def test_format_variables():
+    variables = [
+        Variable("np", "module", module="numpy"),
+        Variable("df", "DataFrame", shape="(100, 3)",
+                 columns=(("date", "datetime64[ns]"), ("sales", "float64"), ("region", "object"))),
+        Variable("f", "function", signature="(x, y=2)"),
+        Variable("X", "ndarray", shape="(100, 3)", dtype="float64"),
+        Variable("s", "Series", length=100, dtype="float64", value="sales"),
+        Variable("n", "int", value="3"),
+        Variable("names", "list", length=4),
+        Variable("model", "sklearn.LinearRegression"),
+    ]
+    assert format_variables(variables) == (
+        "# np: module numpy\n"
+        "# df: DataFrame shape=(100, 3) columns: date(datetime64[ns]), sales(float64), "
+        "region(object)\n"
+        "# f: function (x, y=2)\n"
+        "# X: ndarray shape=(100, 3) dtype=float64\n"
+        "# s: Series len=100 dtype=float64 name=sales\n"
+        "# n: int = 3\n"
+        "# names: list len=4\n"
+        "# model: sklearn.LinearRegression"
+    )
+    # Over budget, the oldest go first.
+    assert format_variables(variables, max_chars=60) == (
+        "# names: list len=4\n# model: sklearn.LinearRegression")
+    assert format_variables([]) == ""
+
+
+def test_kernel_expression_leaves_the_namespace_alone():
+    ns = {"__builtins__": __builtins__, "df": pd.DataFrame({"a": [1]}), "trap": Trap()}
+    before = dict(ns)
+    result = eval(KERNEL_EXPRESSION, ns)  # what the kernel's user_expressions does
+    assert ns == before and TOUCHED == []
+    assert [v["name"] for v in json.loads(result)] == ["df", "trap"]
+    # The snippet is self-contained: it runs from its text alone, in an empty namespace.
+    scope: dict = {}
+    exec(KERNEL_SNIPPET, scope)
+    assert json.loads(scope["_kernel_side"]({"x": 1})) == [
+        {"name": "x", "type": "int", "value": "1"}]
+
+
+def reply_of(text: str, status: str = "ok") -> dict:
+    return {"status": "ok", "user_expressions": {"codecomp": {
+        "status": status, "data": {"text/plain": text}, "metadata": {}}}}
+
+
+def test_variables_from_reply():
+    payload = json.dumps([{"name": "df", "type": "DataFrame", "shape": "(2, 1)",
+                           "columns": [["a", "int64"]], "unknown_field": 1}])
+    variables = variables_from_reply(reply_of(repr(payload)))
+    assert variables == [Variable("df", "DataFrame", shape="(2, 1)", columns=(("a", "int64"),))]
+    assert ast.literal_eval(repr(payload)) == payload
+
+
+@pytest.mark.parametrize("content", [
+    {},
+    {"status": "error", "ename": "X", "evalue": "y"},
+    {"status": "ok", "user_expressions": {}},
+    {"status": "ok", "user_expressions": {"codecomp": {"status": "error", "ename": "NameError",
+                                                       "evalue": "x"}}},
+    reply_of("__import__('os').system('true')"),  # never evaluated: not a literal
+    reply_of("'not json'"),
+    reply_of(repr('{"a": 1}')),
+    reply_of(repr('[{"type": "int"}]')),
+    reply_of(repr('[{"name": "x", "columns": 5}]')),
+    reply_of("42"),
+    reply_of("'unterminated"),
+])
+def test_malformed_replies_raise_inspector_error(content):
+    with pytest.raises(InspectorError):
+        variables_from_reply(content)
