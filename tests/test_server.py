@@ -5,6 +5,7 @@ import json
 
 import nbformat
 import pytest
+from jupyter_client.session import Session
 from tornado.httpclient import HTTPClientError
 
 from jupyter_codecomp.config import CodecompConfig
@@ -129,14 +130,17 @@ async def test_server_starts_with_a_missing_model(jp_serverapp):
 # --- WebSocket ------------------------------------------------------------------------------
 
 
-async def receive_until_done(ws, request_id, timeout=60):
-    messages = []
-    while True:
+async def receive_until_done(ws, *request_ids, timeout=60):
+    """Messages per id until every id is done (one reader: a socket has one message stream)."""
+    messages = {rid: [] for rid in request_ids}
+    pending = set(request_ids)
+    while pending:
         message = json.loads(await asyncio.wait_for(ws.read_message(), timeout))
-        if message["id"] == request_id:
-            messages.append(message)
+        if message["id"] in messages:
+            messages[message["id"]].append(message)
             if message["done"]:
-                return messages
+                pending.discard(message["id"])
+    return messages[request_ids[0]] if len(request_ids) == 1 else messages
 
 
 async def test_websocket_streams_then_replies(jp_fetch, jp_ws_fetch):
@@ -163,9 +167,9 @@ async def test_websocket_cancel_and_supersede(jp_fetch, jp_ws_fetch):
     ws.write_message(json.dumps({"id": "s1", "key": "nb.ipynb#cell1", "request": long}))
     await asyncio.sleep(0.05)
     ws.write_message(json.dumps({"id": "s2", "key": "nb.ipynb#cell1", "request": {"prefix": "x = "}}))
-    first, second = await asyncio.gather(receive_until_done(ws, "s1"), receive_until_done(ws, "s2"))
-    assert first[-1].get("cancelled") is True
-    assert second[-1]["done"] and "reply" in second[-1]
+    both = await receive_until_done(ws, "s1", "s2")
+    assert both["s1"][-1].get("cancelled") is True
+    assert both["s2"][-1]["done"] and "reply" in both["s2"][-1]
 
     ws.write_message(json.dumps({"id": "bad", "request": {"prefix": None}}))
     error = (await receive_until_done(ws, "bad"))[-1]["error"]
@@ -176,8 +180,15 @@ async def test_websocket_cancel_and_supersede(jp_fetch, jp_ws_fetch):
 # --- context and live kernel variables -------------------------------------------------------
 
 
+def own_client(km, kernel_id):
+    """A client with its own session id: kernels route replies by session, and the server's
+    clients share the kernel manager's."""
+    kernel = km.get_kernel(kernel_id)
+    return kernel.client(session=Session(key=kernel.session.key))
+
+
 async def run_in_kernel(km, kernel_id, code):
-    client = km.get_kernel(kernel_id).client()
+    client = own_client(km, kernel_id)
     client.start_channels()
     try:
         await client.wait_for_ready(timeout=60)
@@ -232,7 +243,7 @@ async def test_busy_kernel_is_served_from_the_cache(jp_fetch, jp_serverapp):
         await run_in_kernel(km, kernel_id, "import time\nweekly_totals = [1, 2, 3]")
         body = {"prefix": "weekly_", "kernel_id": kernel_id}
         await post(jp_fetch, "complete", body)  # fills the cache
-        client = km.get_kernel(kernel_id).client()
+        client = own_client(km, kernel_id)
         client.start_channels()
         client.execute("time.sleep(8)")
         await asyncio.sleep(0.5)
