@@ -43,9 +43,9 @@ class Completer:
         result = await self.kernel_variables.get(request.kernel_id)
         return Variables(format_variables(result.variables), len(result.variables), result.status)
 
-    def supersede(self, key: str | None) -> threading.Event:
-        """A cancel flag for a new request; an older request with the same key is cancelled."""
-        cancel = threading.Event()
+    def supersede(self, key: str | None, cancel: threading.Event | None = None) -> threading.Event:
+        """Register a new request's cancel flag; an older request with the same key is cancelled."""
+        cancel = cancel or threading.Event()
         if key:
             older = self._running.pop(key, None)
             if older is not None:

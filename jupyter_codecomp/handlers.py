@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -73,16 +74,16 @@ class CodecompMixin:
             message = exc.message + (f"; {exc.fix}" if exc.fix else "")
             raise ApiError(503, "failed", message, {"Retry-After": "30"}) from None
 
-    async def complete(self, request: CompletionRequest, *, streamer=None, key=None) -> dict:
+    async def complete(self, request: CompletionRequest, *, streamer=None, key=None,
+                       cancel: threading.Event | None = None) -> dict:
         """The whole route in one place: policy, readiness, variables, generation."""
         await self.authorize_kernel(request)
         reason = await self.completer.policy.disabled_reason(request.path)
         if reason:
-            service_name = self.completer.settings.model
-            return CompletionReply([], service_name, "none", disabled=reason).to_json()
+            return CompletionReply([], self.completer.settings.model, "none", disabled=reason).to_json()
         service = self.ready_service()
         variables = await self.completer.variables(request)
-        cancel = self.completer.supersede(key)
+        cancel = self.completer.supersede(key, cancel)
         try:
             reply = await self.completer.run(
                 service.complete, request, variables, streamer=streamer, cancel=cancel
@@ -168,7 +169,7 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
     def open(self, *args, **kwargs):
         super().open(*args, **kwargs)
         self._loop = IOLoop.current()
-        self._keys: dict[str, str] = {}  # running request id -> supersession key
+        self._cancels: dict[str, threading.Event] = {}  # running request id -> its cancel flag
         self._tasks: set[asyncio.Task] = set()
 
     def on_message(self, message):
@@ -177,8 +178,8 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
         task.add_done_callback(self._tasks.discard)
 
     def on_close(self):
-        for key in self._keys.values():
-            self.completer.supersede(key)
+        for cancel in self._cancels.values():
+            cancel.set()
 
     async def _handle(self, message) -> None:
         try:
@@ -189,13 +190,12 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
             self._send(None, {"done": True, **ApiError(400, "invalid_json", "message: expected a JSON object").to_json()})
             return
         if "cancel" in data:
-            key = self._keys.get(str(data["cancel"]))
-            if key:
-                self.completer.supersede(key)  # cancels the running request with that key
+            cancel = self._cancels.get(str(data["cancel"]))
+            if cancel is not None:
+                cancel.set()
             return
         request_id = str(data.get("id") or "")
-        key = str(data.get("key") or f"{id(self)}:{request_id}")
-        self._keys[request_id] = key
+        cancel = self._cancels[request_id] = threading.Event()
         last = [None]
 
         def stream(text: str) -> None:  # called on the engine's thread
@@ -206,7 +206,8 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
         try:
             if not request_id:
                 raise ApiError(400, "invalid_request", "id: is required")
-            reply = await self.complete(self.validate(data.get("request")), streamer=stream, key=key)
+            request = self.validate(data.get("request"))
+            reply = await self.complete(request, streamer=stream, key=data.get("key"), cancel=cancel)
             first = reply["completions"][0]["text"] if reply["completions"] else ""
             self._send(request_id, {"text": first, "done": True, "reply": reply})
         except Cancelled:
@@ -218,7 +219,8 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
             error = ApiError(500, "internal", "completion failed; see the server log")
             self._send(request_id, {"done": True, **error.to_json()})
         finally:
-            self._keys.pop(request_id, None)
+            if self._cancels.get(request_id) is cancel:
+                del self._cancels[request_id]
 
     def _send(self, request_id: str | None, payload: dict) -> None:
         try:

@@ -171,6 +171,13 @@ async def test_websocket_cancel_and_supersede(jp_fetch, jp_ws_fetch):
     assert both["s1"][-1].get("cancelled") is True
     assert both["s2"][-1]["done"] and "reply" in both["s2"][-1]
 
+    # A late cancel names a request, not a key: the newer request with that key goes on.
+    ws.write_message(json.dumps({"id": "k1", "key": "nb.ipynb#cell2", "request": {"prefix": "y = "}}))
+    ws.write_message(json.dumps({"id": "k2", "key": "nb.ipynb#cell2", "request": {"prefix": "y = 1"}}))
+    ws.write_message(json.dumps({"cancel": "k1"}))
+    both = await receive_until_done(ws, "k1", "k2")
+    assert "reply" in both["k2"][-1]
+
     ws.write_message(json.dumps({"id": "bad", "request": {"prefix": None}}))
     error = (await receive_until_done(ws, "bad"))[-1]["error"]
     assert error["code"] == "invalid_request" and error["message"].startswith("prefix")
