@@ -30,6 +30,8 @@ chromium:
 	@# The browser tests drive Debian's Chromium; never a browser downloaded by a test tool.
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# The tests look for their model in the checkout, apart from the user's models.
+test: export JUPYTER_CODECOMP_CACHE_DIR := $(CURDIR)/.cache/models
 test: install chromium
 	$(JUPYTER) codecomp model build $(TEST_MODEL)
 	$(PY) -m pytest
