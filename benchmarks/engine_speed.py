@@ -56,7 +56,7 @@ def prompts(model_dir: Path) -> dict[str, list[int]]:
     engine = Engine(model_dir, device="cpu", threads=1)
     cells = notebook_cells()
     out = {}
-    for name, budget in (("p400", 380), ("p1500", 1480)):
+    for name, budget in (("p400", 380), ("p1500", 1640)):  # whole cells: a bit under
         builder = PromptBuilder(engine.encode, engine.token_id, engine.vocab.texts.__getitem__,
                                 model.manifest.prompt, budget_above=budget, budget_below=0)
         prompt = builder.build("import pandas as pd\nsales = pd.read_csv('sales.csv')\n", "",
@@ -110,7 +110,7 @@ def run_onnx(model_dir: str, ids: dict, repeats: int, threads: int) -> dict:
 
     # The product path: a natural single-line suggestion on a warm notebook, through the service.
     service = CompletionService(load_model_dir(Path(model_dir)),
-                                CodecompConfig(device="cpu", threads=threads, context_tokens=1480))
+                                CodecompConfig(device="cpu", threads=threads, context_tokens=1640))
     service.engine = engine
     cells = notebook_cells()
     prefix = "import pandas as pd\nsales = pd.read_csv('sales.csv')\n"

@@ -28,6 +28,7 @@ import tokenize
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import CodecompError
 from .protocol import Cell, CompletionRequest
 from .service import Variables
 
@@ -150,11 +151,12 @@ def score(task: Task, variant: str, completion: str, latency_ms: float) -> Resul
 class NotebookKernel:
     """A real kernel that runs a notebook's cells in order and answers for its state."""
 
-    def __init__(self, cell_timeout: float):
+    def __init__(self, cell_timeout: float, cwd: Path):
         from jupyter_client.manager import start_new_kernel
 
         self.cell_timeout = cell_timeout
-        self.km, self.kc = start_new_kernel(kernel_name="python3")
+        # Notebooks read their data relative to their own folder.
+        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(cwd))
         self.run("%matplotlib agg")
 
     def run(self, source: str) -> str | None:
@@ -219,7 +221,7 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
     results: list[Result] = []
     baseline: list[Result] = []
     for path, run in runs.items():
-        nb_kernel = NotebookKernel(cell_timeout) if kernel else None
+        nb_kernel = NotebookKernel(cell_timeout, path.parent) if kernel else None
         executed = 0
         try:
             for task in run.tasks:
@@ -285,7 +287,11 @@ def write_outputs(report: dict, out: Path) -> tuple[Path, Path]:
     json_path = out / "results.json"
     json_path.write_text(json.dumps(report, indent=1))
     png_path = out / "results.png"
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise CodecompError("the chart needs matplotlib",
+                            fix="pip install 'jupyter-codecomp[eval]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -72,11 +72,17 @@ def test_tab_list_has_codecomp_item_beside_kernel_items(lab_server, lab, console
     lab.wait_status("ready")
     lab.focus_cell(2)
     lab.page.keyboard.type("df.he", delay=40)
-    lab.page.keyboard.press("Tab")
-    try:
-        lab.page.wait_for_selector(
-            f"{COMPLETER_ITEM} .jp-Completer-typeExtended:text-is('codecomp')", timeout=15000)
-    except Exception:
+    # A cold prompt on a loaded CPU may miss the list's time budget; the answer still arrives and
+    # is cached, so Tab again at the same place shows it (what a user would do).
+    for attempt in range(3):
+        lab.page.keyboard.press("Tab")
+        try:
+            lab.page.wait_for_selector(
+                f"{COMPLETER_ITEM} .jp-Completer-typeExtended:text-is('codecomp')", timeout=10000)
+            break
+        except Exception:
+            lab.page.keyboard.press("Escape")
+    else:
         pytest.fail(f"no codecomp item: {lab.completer_items()} {console.sent} {console.messages}")
     items = lab.completer_items()
     ours = [item for item in items if item["type"] == "codecomp"]
