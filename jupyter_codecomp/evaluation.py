@@ -114,6 +114,8 @@ def request_for(task: Task, cells: list[Cell], variant: str) -> CompletionReques
         suffix=task.suffix,
         cells=tuple(cells[: task.cell]) if variant != "cell" else (),
         cells_below=tuple(cells[task.cell + 1:]) if variant in ("below", "variables") else (),
+        # One KV cache per variant, as each notebook has its own in the server.
+        path=f"{task.notebook}#{variant}",
         mode="line",
     )
 
