@@ -126,7 +126,7 @@ class Trimmer:
             repeat = self._suffix_repeat(text, i, line_start, state)
             if repeat is not None:
                 return self._done(text[:repeat])
-            i = state.feed(text, i)
+            i = min(state.feed(text, i), len(text))  # an escape may step past the end
             if text[i - 1] == "\n":
                 line_start = i
             if not state.quote and len(state.stack) <= depth0:

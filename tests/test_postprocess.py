@@ -22,6 +22,7 @@ CASES = [
     ("total = ", "\nprint(total)", "block", "sum(xs)\nprint(total)\n", "sum(xs)", True),
     ("x = 1  ", "", "line", "# a comment (with bracket\ny", "# a comment (with bracket", True),
     ("y = ", "", "line", "   \n", "", True),
+    ('path = "C:', "", "line", "\\", "", False),  # an escape at the very end of the text
     ("for row in rows:\n    print(", ")", "line", "row)", "row", True),
 ]
 
