@@ -102,16 +102,20 @@ class CompleteMagics(Magics):
         if failed is None:
             raise CodecompError("no exception to fix yet", fix="run the failing cell, then %complete --fix")
         source, error = failed
-        history = self._history()
-        prefix = f"{source.rstrip()}\n# Error: {error}\n\n# %% The same cell, corrected:\n"
+        print(f"{DIM}{error}{RESET}")
+        # The failing cell is quoted below as the buggy version, not repeated as a cell above.
+        history = tuple(c for c in self._history() if c.source.strip() != source.strip())
+        # Measured on the default model: the cell quoted as a commented "buggy version" gets a
+        # real fix, where the plain cell followed by its error gets the cell back unchanged.
+        quoted = "\n".join(f"# {line}" for line in source.rstrip().splitlines())
+        prefix = f"# Buggy version (raises {error}):\n{quoted}\n\n# Fixed version:\n"
         request = CompletionRequest(prefix=prefix, cells=history, mode="block",
                                     max_new_tokens=min(256, 32 + 2 * len(source.split())))
         reply = self._service().complete(request, self._variables())
-        fixed = reply.completions[0].text.strip("\n") if reply.completions else ""
+        fixed = uncomment(reply.completions[0].text.strip("\n")) if reply.completions else ""
         if not fixed.strip() or fixed.strip() == source.strip():
             print("codecomp: the model proposes no change")
             return
-        print(f"{DIM}{error}{RESET}")
         for line in difflib.unified_diff(source.rstrip().splitlines(), fixed.splitlines(),
                                          "cell", "proposed", lineterm=""):
             color = BOLD_GREEN if line.startswith("+") else RED if line.startswith("-") else ""
@@ -167,6 +171,14 @@ def split_options(line: str) -> tuple[str, str]:
     while match := _OPTIONS.match(line, end):
         end = match.end()
     return line[:end], line[end:].lstrip(" ") if end else line.lstrip(" ")
+
+
+def uncomment(code: str) -> str:
+    """The model may go on quoting code as comments: take the quote off when every line has it."""
+    lines = code.splitlines()
+    if lines and all(line.startswith("# ") or not line.strip() for line in lines):
+        return "\n".join(line[2:] for line in lines)
+    return code
 
 
 def last_failure(shell) -> tuple[str, str] | None:
