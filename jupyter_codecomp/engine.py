@@ -197,7 +197,7 @@ class Engine:
             if streamer is not None and not remaining_heal and not text.endswith("\ufffd"):
                 streamer(text)
             logits = self._logits()
-            token = self.vocab.best(logits, remaining_heal)
+            token = self.vocab.ranked(logits, remaining_heal, 0)
         return Candidate(text, ids, logprob / len(ids), finished_by)
 
     def _text(self, ids: list[int], heal: str) -> str:
@@ -237,15 +237,6 @@ class Engine:
         """Forget every KV cache (tests use it to compare cold and warm runs)."""
         with self._lock:
             self._slots.clear()
-
-    def describe(self) -> dict:
-        return {
-            "device": self.device,
-            "providers": self.providers,
-            "fallback_reason": self.fallback_reason,
-            "context_length": self.context_length,
-            "cache_slots": self.cache_slots,
-        }
 
 
 class _KVCache:
@@ -303,9 +294,6 @@ class _Vocabulary:
             return None
         order = np.argsort(-logits[allowed])
         return int(allowed[order[rank]])
-
-    def best(self, logits: np.ndarray, heal: str) -> int:
-        return self.ranked(logits, heal, 0) if heal else int(np.argmax(logits))
 
     def consume(self, heal: str, token: int) -> str:
         text = self.texts[token]
