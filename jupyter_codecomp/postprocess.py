@@ -7,6 +7,9 @@ complete; the engine's `TextComplete` criterion stops generation as soon as it i
 - block mode ends at a dedent below the cursor's indentation, or a blank line at top level;
 - a closing bracket that the suffix already supplies is never generated again;
 - text that repeats the suffix is cut;
+- a line that leaves the code (a `# %%` cell marker, a markdown fence) ends the completion;
+- on an empty line, leading blank lines and a one-space "indent" (the tokenizer's word boundary,
+  never an indentation) are dropped;
 - a completion cut by the token cap is taken back to its last balanced point (outside strings and
   outside brackets it opened), so an unbalanced fragment is never returned.
 """
@@ -20,6 +23,9 @@ from typing import Literal
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 _DANGLING_ATTRIBUTE = re.compile(r"(?<=\S)\.\w*$")
 CLOSERS = {v: k for k, v in OPENERS.items()}
+# Measured on the corpus: models end a cell with a new cell marker, and the cell-only context
+# sometimes opens a markdown fence; neither is code to insert.
+_LEAVES_CODE = re.compile(r"# %%|[ \t]*```")
 BLOCK_MAX_LINES = 24
 
 
@@ -97,6 +103,10 @@ class Trimmer:
         self.suffix_lines = [ln.strip() for ln in suffix.split("\n") if ln.strip()]
 
     def trim(self, text: str) -> Trimmed:
+        if not self.prefix_line.strip() and not self.mid_line:
+            text = text.lstrip("\n")
+            if not self.prefix_line and text.startswith(" ") and not text.startswith("  "):
+                text = text[1:]
         state = self.start.copy()
         depth0 = len(state.stack)
         safe = 0  # last index where the completion is balanced and outside strings
@@ -119,6 +129,8 @@ class Trimmer:
                     lines += 1
                     if lines >= BLOCK_MAX_LINES:
                         return self._done(text[:i])
+            if line_start == i and not state.quote and _LEAVES_CODE.match(text, i):
+                return self._done(text[:i])
             if line_start == i and self.mode == "block" and i > 0:
                 end = _block_end(text, i, self.base_indent, len(state.stack) > depth0)
                 if end is not None:
@@ -148,8 +160,9 @@ class Trimmer:
             if at_cursor_level and text.startswith(self.suffix_line.strip(), i):
                 return i
             return None
-        # At the end of a line: a generated line equal to the next line of the suffix.
-        if i == line_start and i > 0 and self.suffix_lines:
+        # At the end of a line, or on an empty one: a generated line equal to the suffix's next.
+        new_line = i > 0 or not self.prefix_line.strip()
+        if i == line_start and new_line and self.suffix_lines:
             line = text[i:].split("\n", 1)[0].strip()
             nxt = self.suffix_lines[0]
             if "\n" in text[i:] and line == nxt and len(nxt) >= 3:

@@ -1,10 +1,12 @@
 """The prompt: a notebook seen as one Python file, in the model's fill-in-the-middle format.
 
-    <|file_sep|>kernel_variables.py          (when the kernel has variables)
+    <|fim_prefix|># %% cells above, nearest last ...
+    # %%
+    # Variables in the running kernel:          (when the kernel has variables)
     # df: DataFrame shape=(120, 3) columns: ...
-    <|file_sep|>notebook.py
-    <|fim_prefix|># %% cells above, nearest last ... current cell before the cursor
-    <|fim_suffix|>current cell after the cursor # %% cells below ...<|fim_middle|>
+    # %%
+    current cell before the cursor<|fim_suffix|>current cell after the cursor
+    # %% cells below ...<|fim_middle|>
 
 The current cell's prefix and suffix are always kept (up to hard caps). Cells above and below go
 in whole, nearest first, within their token budgets; markdown becomes short comments. The text
@@ -28,6 +30,7 @@ PREFIX_MAX_TOKENS = 1536
 SUFFIX_MAX_TOKENS = 256
 # Tokens the healing step may hold back: only "word-like" tails, never a whole line.
 HEAL_MAX_CHARS = 12
+VARIABLES_HEADER = "# Variables in the running kernel:"
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,6 @@ class PromptBuilder:
                 ("prefix", fmt.fim_prefix),
                 ("suffix", fmt.fim_suffix),
                 ("middle", fmt.fim_middle),
-                ("file", fmt.file_separator),
             )
             if tok
         }
@@ -90,21 +92,16 @@ class PromptBuilder:
         variables: str = "",
     ) -> Prompt:
         parts: list[PromptPart] = []
-        head: list[int] = []
-        file_sep = self._special.get("file")
-        if variables and file_sep is not None:
-            ids = self.encode(f"kernel_variables.py\n{variables.rstrip()}\n")
-            head += [file_sep, *ids, file_sep, *self.encode("notebook.py\n")]
-            parts.append(PromptPart("variables", variables, len(ids)))
-        elif variables:  # no file separator: a comment block at the top of the file
-            ids = self.encode(f"# Kernel variables:\n{variables.rstrip()}\n\n")
-            head += ids
-            parts.append(PromptPart("variables", variables, len(ids)))
-
         above, above_parts = self._select(cells, self.budget_above, "cell_above", newest_first=True)
         below, below_parts = self._select(cells_below, self.budget_below, "cell_below", newest_first=False)
         parts += above_parts
-
+        # The variables sit between the cells above and the current cell: near the cursor, and
+        # after the part of the prompt that running a cell leaves unchanged, so the engine still
+        # reuses the cells above when the kernel state changes.
+        if variables:
+            block = f"# %%\n{VARIABLES_HEADER}\n{variables.rstrip()}\n\n"
+            above += block
+            parts.append(PromptPart("variables", variables, self._count(block)))
         if above:
             above += "# %%\n"
         prefix = self._tail(prefix, PREFIX_MAX_TOKENS)
@@ -112,7 +109,7 @@ class PromptBuilder:
         heal = ""
         if before_ids and prefix:
             last = self.decode_one(before_ids[-1])
-            if last and len(last) <= HEAL_MAX_CHARS and prefix.endswith(last):
+            if last and len(last) <= HEAL_MAX_CHARS and prefix.endswith(last) and _healable(last):
                 heal = last
                 before_ids = before_ids[:-1]
         parts.append(PromptPart("prefix", prefix, len(before_ids) - self._count(above)))
@@ -125,10 +122,10 @@ class PromptBuilder:
         parts += below_parts
 
         if self.fim:
-            ids = head + [self._special["prefix"], *before_ids, self._special["suffix"],
-                          *self.encode(after), self._special["middle"]]
+            ids = [self._special["prefix"], *before_ids, self._special["suffix"],
+                   *self.encode(after), self._special["middle"]]
         else:
-            ids = head + before_ids
+            ids = before_ids
         dropped = len(cells) + len(cells_below) - len(above_parts) - len(below_parts)
         return Prompt(ids, heal, parts, dropped)
 
@@ -180,6 +177,15 @@ class PromptBuilder:
                 break
             kept.append(line)
         return "\n".join(kept)
+
+
+def _healable(token: str) -> bool:
+    """A token worth regenerating: a word-like tail, or the indentation of the cursor's line.
+    Never one that ends a line of code (`)\n`): measured on the corpus, a model made to start
+    with it writes a blank line and a new cell marker instead of the next line."""
+    if "\n" not in token:
+        return True
+    return not token.strip() and not token.endswith("\n")
 
 
 def cell_text(cell: Cell) -> str:

@@ -24,6 +24,16 @@ CASES = [
     ("y = ", "", "line", "   \n", "", True),
     ('path = "C:', "", "line", "\\", "", False),  # an escape at the very end of the text
     ("for row in rows:\n    print(", ")", "line", "row)", "row", True),
+    # The model leaves the code: a new cell marker, a markdown fence.
+    ("x = 1\n", "", "line", "\n# %% [markdown]\n# Next", "", True),
+    ("x = 1\n", "", "block", "y = 2\nprint(y)\n# %%\nz = 3", "y = 2\nprint(y)", True),
+    ("", "", "line", "```python\nimport pandas as pd", "", True),
+    # On an empty line: no leading blank line, no one-space "indent"; real indentation stays.
+    ("x = 1\n", "", "line", "\n\ny = x + 1\n", "y = x + 1", True),
+    ("", "\nprint(total)", "line", " total = sum(xs)\n", "total = sum(xs)", True),
+    ("def f(x):\n", "", "block", "    return x\n\n", "    return x", True),
+    # An empty line whose completion is the suffix's next line adds nothing.
+    ("a = 1\n", "\nprint(a)", "line", "print(a)\n", "", True),
 ]
 
 

@@ -41,16 +41,15 @@ def test_fim_layout_with_cells_variables_and_healing(tokenizer):
     )
     assert prompt.heal == "."
     assert text_of(tokenizer, prompt) == (
-        "<|file_sep|>kernel_variables.py\n"
-        "# sales: DataFrame shape=(3, 2) columns: date(object), amount(float64)\n"
-        "<|file_sep|>notebook.py\n"
         "<|fim_prefix|># %% [markdown]\n# # Sales\n# We load the data.\n# More text\n\n"
         "# %%\nimport pandas as pd\nsales = pd.read_csv('sales.csv')\n# Out: date  amount\n\n"
+        "# %%\n# Variables in the running kernel:\n"
+        "# sales: DataFrame shape=(3, 2) columns: date(object), amount(float64)\n\n"
         "# %%\ntotal = sales"
         "<|fim_suffix|>\nprint(total)\n\n# %%\nsales.plot()\n\n<|fim_middle|>"
     )
     assert [p.kind for p in prompt.parts] == [
-        "variables", "cell_above", "cell_above", "prefix", "suffix", "cell_below"]
+        "cell_above", "cell_above", "variables", "prefix", "suffix", "cell_below"]
     assert prompt.cells_used == 3
 
 
@@ -73,6 +72,12 @@ def test_prefix_and_suffix_always_kept(tokenizer):
 def test_indentation_is_healed(tokenizer):
     prompt = builder(tokenizer).build("def f(x):\n    ")
     assert prompt.heal.strip() == "" and prompt.heal.endswith("    ")
+
+
+def test_a_token_that_ends_a_line_is_not_healed(tokenizer):
+    prompt = builder(tokenizer).build("print(passed)\n")
+    assert prompt.heal == ""
+    assert text_of(tokenizer, prompt).startswith("<|fim_prefix|>print(passed)\n<|fim_suffix|>")
 
 
 def test_left_to_right_format_without_fim_tokens(tokenizer):

@@ -33,6 +33,15 @@ def open_notebook(lab, path, run_setup=False):
         lab.wait_kernel_idle()
 
 
+def ready_to_type(lab_server, lab, run_setup=False) -> str:
+    """A new notebook, open, the model ready, the cursor in the empty third cell."""
+    path = notebook(lab_server, "")
+    open_notebook(lab, path, run_setup)
+    lab.wait_status("ready")
+    lab.focus_cell(2)
+    return path
+
+
 def no_ghost_for(lab, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -43,10 +52,7 @@ def no_ghost_for(lab, seconds: float) -> bool:
 
 
 def test_ghost_text_shows_and_tab_accepts_it(lab_server, lab, console):
-    path = notebook(lab_server, "")
-    open_notebook(lab, path)
-    lab.wait_status("ready")
-    lab.focus_cell(2)
+    path = ready_to_type(lab_server, lab)
     lab.page.keyboard.type("df.he", delay=40)
     ghost = lab.wait_ghost_text()
     assert ghost.strip()
@@ -67,10 +73,7 @@ def test_tab_list_has_codecomp_item_beside_kernel_items(lab_server, lab, console
     # can take more than the completer's default 1 s budget per provider: give it 5 s.
     user_settings(inline=False, alternatives=1)
     user_settings("@jupyterlab/completer-extension:manager", providerTimeout=5000)
-    path = notebook(lab_server, "")
-    open_notebook(lab, path, run_setup=True)  # the kernel knows `df`
-    lab.wait_status("ready")
-    lab.focus_cell(2)
+    ready_to_type(lab_server, lab, run_setup=True)  # the kernel knows `df`
     lab.page.keyboard.type("df.he", delay=40)
     # A cold prompt on a loaded CPU may miss the list's time budget; the answer still arrives and
     # is cached, so Tab again at the same place shows it (what a user would do).
@@ -98,10 +101,7 @@ def test_tab_list_has_codecomp_item_beside_kernel_items(lab_server, lab, console
 
 
 def test_mid_line_suggestion_never_overwrites_text_after_cursor(lab_server, lab, console):
-    path = notebook(lab_server, "")
-    open_notebook(lab, path)
-    lab.wait_status("ready")
-    lab.focus_cell(2)
+    ready_to_type(lab_server, lab)
     lab.page.keyboard.type("values = [x for x in ]", delay=20)
     lab.page.keyboard.press("ArrowLeft")
     lab.page.keyboard.type("ra", delay=40)
@@ -255,10 +255,7 @@ def test_model_not_ready_stays_quiet(lab_server, lab, console):
 
 def test_explicit_invocation_offers_alternatives(lab_server, lab, console, user_settings):
     user_settings(alternatives=2)
-    path = notebook(lab_server, "")
-    open_notebook(lab, path)
-    lab.wait_status("ready")
-    lab.focus_cell(2)
+    ready_to_type(lab_server, lab)
     lab.page.keyboard.type("for i in ", delay=40)
     ghost = lab.wait_ghost_text()
     lab.page.keyboard.press("Escape")  # leaves edit mode: the ghost text goes
