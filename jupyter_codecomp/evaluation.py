@@ -12,8 +12,10 @@ through `CompletionService.complete` under context variants:
 With --kernel the notebook's cells are executed in order in a real kernel: a cell's tasks see
 the state after the cells before it, as a student would have it; cell errors are recorded, and
 each cell has a time limit. The kernel's own completion (what Tab gives today, top-1) is scored
-as a baseline. Metrics: exact match, edit similarity, first-token accuracy, latency; per kind
-and per variant. Output: a table, `results.json` and `results.png` in --out.
+as a baseline, at the cursor and with the first letter of the next name typed. Metrics: exact
+match, edit similarity, first-token accuracy, latency; per kind ("line", "mid", and "name": the
+tasks whose rest of line starts with a name) and per variant. Output: a table, `results.json`
+and `results.png` in --out.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .protocol import Cell, CompletionRequest
 from .service import Variables
 
 VARIANTS = ("cell", "above", "below", "variables")
+BASELINES = ("kernel", "kernel+1char")
 WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -140,6 +143,10 @@ def first_token(text: str) -> str:
     return match.group(0) if match else ""
 
 
+def starts_with_name(task: Task) -> bool:
+    return len(first_token(task.target)) > 1 and first_token(task.target)[0].isidentifier()
+
+
 def score(task: Task, variant: str, completion: str, latency_ms: float) -> Result:
     got = completion.split("\n", 1)[0].rstrip()
     want = task.target.rstrip()
@@ -200,6 +207,22 @@ class NotebookKernel:
         self.km.shutdown_kernel(now=True)
 
 
+def kernel_baselines(nb_kernel: NotebookKernel, task: Task) -> list[Result]:
+    """Tab's top-1 at the cursor; and, where the line goes on with a name, once the student has
+    typed its first letter (at a token boundary Tab has nothing to filter by; the model is never
+    given that letter)."""
+    results = []
+    lead = len(task.target) - len(task.target.lstrip()) + 1
+    tries = [("kernel", "")]
+    if starts_with_name(task):
+        tries.append(("kernel+1char", task.target[:lead]))
+    for variant, typed in tries:
+        started = time.perf_counter()
+        text = typed + nb_kernel.complete(task.prefix + typed)
+        results.append(score(task, variant, text, (time.perf_counter() - started) * 1000))
+    return results
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -246,9 +269,7 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
                     text = reply.completions[0].text if reply.completions else ""
                     results.append(score(task, variant, text, latency))
                 if nb_kernel:
-                    started = time.perf_counter()
-                    text = nb_kernel.complete(task.prefix)
-                    baseline.append(score(task, "kernel", text, (time.perf_counter() - started) * 1000))
+                    baseline += kernel_baselines(nb_kernel, task)
                 if progress:
                     progress.advance(bar)
         finally:
@@ -272,7 +293,9 @@ def summarize(results: list[Result]) -> list[dict]:
     for r in results:
         groups.setdefault((r.variant, r.task.kind), []).append(r)
         groups.setdefault((r.variant, "all"), []).append(r)
-    order = {v: i for i, v in enumerate((*VARIANTS, "kernel"))}
+        if starts_with_name(r.task):  # where `kernel+1char` competes
+            groups.setdefault((r.variant, "name"), []).append(r)
+    order = {v: i for i, v in enumerate((*VARIANTS, *BASELINES))}
     for (variant, kind), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         rows.append({
             "variant": variant, "kind": kind, "n": len(rs),

@@ -59,7 +59,7 @@ def test_eval_cli_with_kernel(tmp_path, test_model):
     report = json.loads((out / "results.json").read_text())
     assert (out / "results.png").stat().st_size > 1000
     variants = {row["variant"] for row in report["summary"]}
-    assert variants == {"cell", "above", "below", "variables", "kernel"}
+    assert variants == {"cell", "above", "below", "variables", "kernel", "kernel+1char"}
     assert report["tasks"] == 6
     assert "KeyError" in json.dumps(report["cell_errors"])  # recorded, not fatal
     assert "EM %" in result.stdout and "variables" in result.stdout
