@@ -31,7 +31,7 @@ class CodecompConfig(Configurable):
         ["auto", "cpu", "cuda"], "auto",
         help="Execution provider: auto uses CUDA when it works and falls back to the CPU.",
     ).tag(config=True)
-    threads = Int(0, help="ONNX Runtime threads; 0 lets ONNX Runtime choose.").tag(config=True)
+    threads = Int(0, help="CPU threads for the model; 0 uses every core the server may use.").tag(config=True)
     max_new_tokens = Int(48, help="Default cap on generated tokens per completion.").tag(config=True)
     max_new_tokens_limit = Int(
         256, help="Largest max_new_tokens a request may ask for."

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -105,9 +106,11 @@ class Engine:
         config.clear_providers()
         if provider != "cpu":
             config.append_provider(provider)
-        if threads:
-            options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+        # GenAI's own default used one thread of two cores here (measured: 873-token prefill
+        # 9.3 s against 4.9 s with both), so 0 means every core this process may use.
+        threads = threads or len(os.sched_getaffinity(0))
+        options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
         return config
 
     # --- generation ---------------------------------------------------------------------------

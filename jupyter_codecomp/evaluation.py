@@ -144,7 +144,8 @@ def first_token(text: str) -> str:
 
 
 def starts_with_name(task: Task) -> bool:
-    return len(first_token(task.target)) > 1 and first_token(task.target)[0].isidentifier()
+    token = first_token(task.target)
+    return len(token) > 1 and token[0].isidentifier()
 
 
 def score(task: Task, variant: str, completion: str, latency_ms: float) -> Result:
