@@ -248,12 +248,13 @@ class EvalApp(_Base):
                               cell_timeout=self.cell_timeout, progress=progress)
         json_path, png_path = write_outputs(report, Path(self.out))
         table = Table(title=f"{report['model']}: {report['tasks']} tasks, seed {report['seed']}")
-        for column in ("variant", "kind", "n", "EM %", "edit sim %", "first token %", "p50 ms"):
+        for column in ("variant", "kind", "n", "EM %", "edit sim %", "first token %", "p50 ms",
+                       "reused %"):
             table.add_column(column, justify="left" if column in ("variant", "kind") else "right")
         for row in report["summary"]:
             table.add_row(row["variant"], row["kind"], str(row["n"]), f"{row['exact_match']:.1f}",
                           f"{row['edit_similarity']:.1f}", f"{row['first_token']:.1f}",
-                          f"{row['latency_ms_p50']:.0f}")
+                          f"{row['latency_ms_p50']:.0f}", f"{row['reused_pct']:.0f}")
         Console().print(table)
         for notebook, errors in report["cell_errors"].items():
             console.print(f"[dim]{notebook}: {len(errors)} cell error(s), e.g. "

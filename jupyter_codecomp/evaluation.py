@@ -13,9 +13,9 @@ With --kernel the notebook's cells are executed in order in a real kernel: a cel
 the state after the cells before it, as a student would have it; cell errors are recorded, and
 each cell has a time limit. The kernel's own completion (what Tab gives today, top-1) is scored
 as a baseline, at the cursor and with the first letter of the next name typed. Metrics: exact
-match, edit similarity, first-token accuracy, latency; per kind ("line", "mid", and "name": the
-tasks whose rest of line starts with a name) and per variant. Output: a table, `results.json`
-and `results.png` in --out.
+match, edit similarity, first-token accuracy, latency and the share of prompt tokens reused from
+the KV cache; per kind ("line", "mid", and "name": the tasks whose rest of line starts with a
+name) and per variant. Output: a table, `results.json` and `results.png` in --out.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import re
 import statistics
 import time
 import tokenize
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import CodecompError
@@ -58,6 +58,8 @@ class Result:
     similarity: float
     first_token: bool
     latency_ms: float
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # reused from the previous prompt's KV cache
 
 
 @dataclass
@@ -268,7 +270,9 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
                         request, variables if variant == "variables" else Variables())
                     latency = (time.perf_counter() - started) * 1000
                     text = reply.completions[0].text if reply.completions else ""
-                    results.append(score(task, variant, text, latency))
+                    results.append(replace(score(task, variant, text, latency),
+                                           prompt_tokens=reply.context.prompt_tokens,
+                                           cached_tokens=reply.context.cached_tokens))
                 if nb_kernel:
                     baseline += kernel_baselines(nb_kernel, task)
                 if progress:
@@ -304,6 +308,8 @@ def summarize(results: list[Result]) -> list[dict]:
             "edit_similarity": round(100 * statistics.mean(r.similarity for r in rs), 1),
             "first_token": round(100 * sum(r.first_token for r in rs) / len(rs), 1),
             "latency_ms_p50": round(statistics.median(r.latency_ms for r in rs), 1),
+            "reused_pct": round(100 * sum(r.cached_tokens for r in rs)
+                                / max(1, sum(r.prompt_tokens for r in rs)), 1),
         })
     return rows
 
