@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import nbformat
 import pytest
@@ -253,9 +254,13 @@ async def test_busy_kernel_is_served_from_the_cache(jp_fetch, jp_serverapp):
         client = own_client(km, kernel_id)
         client.start_channels()
         client.execute("time.sleep(8)")
+        started = time.monotonic()
         await asyncio.sleep(0.5)
         reply = json.loads((await post(jp_fetch, "complete", body)).body)
-        assert km.get_kernel(kernel_id).execution_state == "busy"  # answered before the cell ended
+        answered_s = time.monotonic() - started
+        done = await client.get_shell_msg(timeout=30)
+        assert done["content"]["status"] == "ok"  # the kernel really slept
+        assert answered_s < 7  # answered before the cell ended
         assert reply["context"]["variables"] >= 1
         assert reply["context"]["kernel"] in ("cached", "busy-cache", "fresh")
         client.stop_channels()
