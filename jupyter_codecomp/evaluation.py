@@ -260,7 +260,8 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
                         if error:
                             run.errors[executed] = error
                     executed += 1
-                variables = nb_kernel.variables() if nb_kernel else None
+                # One silent kernel request per task, only when a variant shows the variables.
+                variables = nb_kernel.variables() if nb_kernel and "variables" in variants else None
                 for variant in variants:
                     if variant == "variables" and variables is None:
                         continue
