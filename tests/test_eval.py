@@ -61,5 +61,7 @@ def test_eval_cli_with_kernel(tmp_path, test_model):
     variants = {row["variant"] for row in report["summary"]}
     assert variants == {"cell", "above", "below", "variables", "kernel", "kernel+1char"}
     assert report["tasks"] == 6
+    # Tasks of one notebook share their cells above: the KV cache is reused and reported.
+    assert any(row["reused_pct"] > 0 for row in report["summary"] if row["variant"] == "above")
     assert "KeyError" in json.dumps(report["cell_errors"])  # recorded, not fatal
     assert "EM %" in result.stdout and "variables" in result.stdout
