@@ -210,6 +210,7 @@ class EvalApp(_Base):
     kernel = Bool(False, help="Execute the notebooks in a real kernel: live variables and "
                               "the kernel's own completion as a baseline.").tag(config=True)
     variants = Unicode("cell,above,below,variables", help="Context variants, comma-separated.").tag(config=True)
+    kinds = Unicode("line,mid", help="Task kinds, comma-separated: line, mid.").tag(config=True)
     out = Unicode("codecomp-eval", help="Folder for results.json and results.png.").tag(config=True)
     seed = Int(0).tag(config=True)
     tasks_per_notebook = Int(40).tag(config=True)
@@ -218,6 +219,7 @@ class EvalApp(_Base):
     aliases = {
         **_Base.aliases,
         "variants": "EvalApp.variants",
+        "kinds": "EvalApp.kinds",
         "out": "EvalApp.out",
         "seed": "EvalApp.seed",
         "tasks-per-notebook": "EvalApp.tasks_per_notebook",
@@ -227,17 +229,14 @@ class EvalApp(_Base):
     def run(self):
         from rich.progress import Progress
 
-        from .evaluation import VARIANTS, collect_notebooks, evaluate, write_outputs
+        from .evaluation import KINDS, VARIANTS, collect_notebooks, evaluate, write_outputs
         from .service import ServiceLoader
 
         notebooks = collect_notebooks(self.extra_args)
         if not notebooks:
             raise CodecompError("no notebooks given", fix="jupyter codecomp eval NOTEBOOK_OR_DIR...")
-        variants = [v.strip() for v in self.variants.split(",") if v.strip()]
-        unknown = set(variants) - set(VARIANTS)
-        if unknown:
-            raise CodecompError(f"unknown variant {sorted(unknown)[0]!r}",
-                                fix=f"choose from {', '.join(VARIANTS)}")
+        variants = _choices(self.variants, VARIANTS, "variant")
+        kinds = tuple(_choices(self.kinds, KINDS, "kind"))
         if "variables" in variants and not self.kernel:
             variants.remove("variables")
             console.print("[yellow]the variables variant needs --kernel; skipped[/]")
@@ -245,7 +244,7 @@ class EvalApp(_Base):
         with Progress(console=console) as progress:
             report = evaluate(service, notebooks, variants=variants, kernel=self.kernel,
                               seed=self.seed, per_notebook=self.tasks_per_notebook,
-                              cell_timeout=self.cell_timeout, progress=progress)
+                              cell_timeout=self.cell_timeout, kinds=kinds, progress=progress)
         json_path, png_path = write_outputs(report, Path(self.out))
         table = Table(title=f"{report['model']}: {report['tasks']} tasks, seed {report['seed']}")
         for column in ("variant", "kind", "n", "EM %", "edit sim %", "first token %", "p50 ms",
@@ -260,6 +259,15 @@ class EvalApp(_Base):
             console.print(f"[dim]{notebook}: {len(errors)} cell error(s), e.g. "
                           f"{next(iter(errors.values()))}[/]")
         console.print(f"wrote {json_path} and {png_path}")
+
+
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = set(chosen) - set(allowed)
+    if unknown:
+        raise CodecompError(f"unknown {what} {sorted(unknown)[0]!r}",
+                            fix=f"choose from {', '.join(allowed)}")
+    return chosen
 
 
 class CodecompApp(_Group):

@@ -34,6 +34,7 @@ from .errors import CodecompError
 from .protocol import Cell, CompletionRequest
 from .service import Variables
 
+KINDS = ("line", "mid")
 VARIANTS = ("cell", "above", "below", "variables")
 BASELINES = ("kernel", "kernel+1char")
 WORD = re.compile(r"\w+|[^\w\s]")
@@ -238,12 +239,15 @@ def collect_notebooks(paths: list[str]) -> list[Path]:
 
 
 def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: bool, seed: int,
-             per_notebook: int, cell_timeout: float, progress=None) -> dict:
+             per_notebook: int, cell_timeout: float, kinds: tuple[str, ...] = KINDS,
+             progress=None) -> dict:
     rng = random.Random(seed)
     runs = {}
     for path in notebooks:
         cells = notebook_cells(path)
-        runs[path] = NotebookRun(cells, make_tasks(path, cells, rng, per_notebook))
+        # Filtered after the seeded draw: a run of one kind scores the same tasks as a full run.
+        tasks = [t for t in make_tasks(path, cells, rng, per_notebook) if t.kind in kinds]
+        runs[path] = NotebookRun(cells, tasks)
     total = sum(len(r.tasks) for r in runs.values())
     bar = progress.add_task("evaluating", total=total) if progress else None
     results: list[Result] = []

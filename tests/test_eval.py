@@ -49,12 +49,8 @@ def test_edit_similarity():
 def test_eval_cli_with_kernel(tmp_path, test_model):
     write_notebook(tmp_path / "grades.ipynb")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "jupyter_codecomp", "eval", str(tmp_path), "--kernel",
-         "--model", str(test_model.path), "--out", str(out), "--tasks-per-notebook", "6"],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    result = run_eval(str(tmp_path), "--kernel", "--model", str(test_model.path),
+                      "--out", str(out), "--tasks-per-notebook", "6")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "results.json").read_text())
     assert (out / "results.png").stat().st_size > 1000
@@ -65,3 +61,26 @@ def test_eval_cli_with_kernel(tmp_path, test_model):
     assert any(row["reused_pct"] > 0 for row in report["summary"] if row["variant"] == "above")
     assert "KeyError" in json.dumps(report["cell_errors"])  # recorded, not fatal
     assert "EM %" in result.stdout and "variables" in result.stdout
+
+
+def run_eval(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "jupyter_codecomp", "eval", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_eval_of_one_kind_scores_the_same_tasks_as_a_full_run(tmp_path, test_model):
+    path = write_notebook(tmp_path / "grades.ipynb")
+    full = make_tasks(path, notebook_cells(path), random.Random(0), 6)
+    out = tmp_path / "out"
+    result = run_eval(str(path), "--model", str(test_model.path), "--out", str(out),
+                      "--tasks-per-notebook", "6", "--variants", "cell", "--kinds", "line")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scored = [(r["cell"], r["prefix"], r["target"])
+              for r in json.loads((out / "results.json").read_text())["results"]]
+    assert scored and scored == [(t.cell, t.prefix, t.target) for t in full if t.kind == "line"]
+    assert len(scored) < len(full)  # the mid tasks were drawn, then left out
+
+    wrong = run_eval(str(path), "--model", str(test_model.path), "--kinds", "block")
+    assert wrong.returncode != 0
+    assert "unknown kind 'block'" in wrong.stderr and "Traceback" not in wrong.stderr
