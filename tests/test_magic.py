@@ -87,6 +87,16 @@ def test_fix_shows_a_diff_of_the_cell_that_raised(shell, capsys):
     assert ("--- cell" in out and "+++ proposed" in out) or "proposes no change" in out
 
 
+def test_a_fix_is_the_first_alternative_that_changes_the_cell_and_parses():
+    from jupyter_codecomp.magic import proposed_fix
+
+    cell = "total = sales['Revenue'].sum()"
+    assert proposed_fix([cell, "total = sales['revenue'].sum(", "total = sales['revenue'].sum()"],
+                        cell) == "total = sales['revenue'].sum()"
+    assert proposed_fix(["# %matplotlib inline\n# x = 1"], "x = 2") == "%matplotlib inline\nx = 1"
+    assert proposed_fix([cell + "\n", ""], cell) is None
+
+
 def test_context_lists_a_namespace_variable(shell, capsys):
     shell.run_cell("inventory_by_store = {'north': 3, 'south': 5}")
     out, _ = run(shell, capsys, "--context inventory_")
