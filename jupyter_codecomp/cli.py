@@ -210,7 +210,9 @@ class EvalApp(_Base):
     kernel = Bool(False, help="Execute the notebooks in a real kernel: live variables and "
                               "the kernel's own completion as a baseline.").tag(config=True)
     variants = Unicode("cell,above,below,variables", help="Context variants, comma-separated.").tag(config=True)
-    kinds = Unicode("line,mid", help="Task kinds, comma-separated: line, mid.").tag(config=True)
+    kinds = Unicode("line,mid", help="Task kinds, comma-separated: line, mid, block.").tag(config=True)
+    mode = Enum(["auto", "line", "block"], "auto",
+                help="Completion mode of every request; auto is what the editor asks for.").tag(config=True)
     out = Unicode("codecomp-eval", help="Folder for results.json and results.png.").tag(config=True)
     seed = Int(0).tag(config=True)
     tasks_per_notebook = Int(40).tag(config=True)
@@ -220,6 +222,7 @@ class EvalApp(_Base):
         **_Base.aliases,
         "variants": "EvalApp.variants",
         "kinds": "EvalApp.kinds",
+        "mode": "EvalApp.mode",
         "out": "EvalApp.out",
         "seed": "EvalApp.seed",
         "tasks-per-notebook": "EvalApp.tasks_per_notebook",
@@ -244,7 +247,8 @@ class EvalApp(_Base):
         with Progress(console=console) as progress:
             report = evaluate(service, notebooks, variants=variants, kernel=self.kernel,
                               seed=self.seed, per_notebook=self.tasks_per_notebook,
-                              cell_timeout=self.cell_timeout, kinds=kinds, progress=progress)
+                              cell_timeout=self.cell_timeout, kinds=kinds, mode=self.mode,
+                              progress=progress)
         json_path, png_path = write_outputs(report, Path(self.out))
         table = Table(title=f"{report['model']}: {report['tasks']} tasks, seed {report['seed']}")
         for column in ("variant", "kind", "n", "EM %", "edit sim %", "first token %", "p50 ms",

@@ -1,8 +1,11 @@
 """`jupyter codecomp eval`: completion quality on notebooks, through the product's own pipeline.
 
 Notebooks become tasks (seeded, deterministic): at a code line, after its indentation ("line")
-or at a token boundary inside it ("mid"), the target is the rest of the line. Each task runs
-through `CompletionService.complete` under context variants:
+or at a token boundary inside it ("mid"), the target is the rest of the line. With `--kinds
+block`, at the first line of an indented block (after `def ...:`, `for ...:`), the target is the
+whole block: with `--mode line` against `--mode auto` it tells whether a block suggestion gives
+more of the right code than its first line. Each task runs through `CompletionService.complete`
+under context variants:
 
     cell       the current cell only (text before and after the cursor)
     above      + the cells above
@@ -34,7 +37,7 @@ from .errors import CodecompError
 from .protocol import Cell, CompletionRequest
 from .service import Variables
 
-KINDS = ("line", "mid")
+KINDS = ("line", "mid", "block")
 VARIANTS = ("cell", "above", "below", "variables")
 BASELINES = ("kernel", "kernel+1char")
 WORD = re.compile(r"\w+|[^\w\s]")
@@ -44,10 +47,10 @@ WORD = re.compile(r"\w+|[^\w\s]")
 class Task:
     notebook: str
     cell: int  # index among all cells
-    kind: str  # "line" or "mid"
+    kind: str  # "line", "mid" or "block"
     prefix: str  # current cell up to the cursor
     suffix: str  # current cell after the line
-    target: str  # the rest of the line
+    target: str  # the rest of the line; for a block, the rest of the block
 
 
 @dataclass
@@ -102,6 +105,34 @@ def make_tasks(path: Path, cells: list[Cell], rng: random.Random, per_notebook: 
     return sorted(tasks[:per_notebook], key=lambda t: (t.cell, len(t.prefix)))
 
 
+def make_block_tasks(path: Path, cells: list[Cell], rng: random.Random,
+                     per_notebook: int) -> list[Task]:
+    """At the first line of each indented block, after its indentation: the rest of the block."""
+    tasks = []
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code" or cell.source.lstrip().startswith("%"):
+            continue
+        lines = cell.source.split("\n")
+        for number, header in enumerate(lines[:-1]):
+            first = lines[number + 1]
+            indent = _indent(first)
+            if not header.rstrip().endswith(":") or not first.strip() or indent <= _indent(header):
+                continue
+            end = number + 1
+            while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) >= indent):
+                end += 1
+            body = "\n".join(lines[number + 1:end]).rstrip()
+            before = "\n".join(lines[:number + 1]) + "\n" + first[:indent]
+            after = "\n" + "\n".join(lines[end:]) if end < len(lines) else ""
+            tasks.append(Task(path.name, index, "block", before, after, body[indent:]))
+    rng.shuffle(tasks)
+    return sorted(tasks[:per_notebook], key=lambda t: (t.cell, len(t.prefix)))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
 def _token_boundary(line: str, rng: random.Random) -> int | None:
     """A cursor position after a Python token, leaving at least one token to complete."""
     try:
@@ -114,7 +145,7 @@ def _token_boundary(line: str, rng: random.Random) -> int | None:
     return rng.choice(candidates) if candidates else None
 
 
-def request_for(task: Task, cells: list[Cell], variant: str) -> CompletionRequest:
+def request_for(task: Task, cells: list[Cell], variant: str, mode: str = "auto") -> CompletionRequest:
     return CompletionRequest(
         prefix=task.prefix,
         suffix=task.suffix,
@@ -122,7 +153,7 @@ def request_for(task: Task, cells: list[Cell], variant: str) -> CompletionReques
         cells_below=tuple(cells[task.cell + 1:]) if variant in ("below", "variables") else (),
         # One KV cache per variant, as each notebook has its own in the server.
         path=f"{task.notebook}#{variant}",
-        mode="line",
+        mode=mode,
     )
 
 
@@ -141,6 +172,10 @@ def edit_similarity(a: str, b: str) -> float:
     return 1.0 - previous[-1] / max(len(a), len(b))
 
 
+def _lines(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.rstrip().split("\n"))
+
+
 def first_token(text: str) -> str:
     match = WORD.search(text)
     return match.group(0) if match else ""
@@ -152,8 +187,10 @@ def starts_with_name(task: Task) -> bool:
 
 
 def score(task: Task, variant: str, completion: str, latency_ms: float) -> Result:
-    got = completion.split("\n", 1)[0].rstrip()
-    want = task.target.rstrip()
+    if task.kind == "block":
+        got, want = _lines(completion), _lines(task.target)
+    else:
+        got, want = completion.split("\n", 1)[0].rstrip(), task.target.rstrip()
     return Result(task, variant, completion, got == want, edit_similarity(got, want),
                   bool(first_token(got)) and first_token(got) == first_token(want), latency_ms)
 
@@ -239,14 +276,18 @@ def collect_notebooks(paths: list[str]) -> list[Path]:
 
 
 def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: bool, seed: int,
-             per_notebook: int, cell_timeout: float, kinds: tuple[str, ...] = KINDS,
-             progress=None) -> dict:
-    rng = random.Random(seed)
+             per_notebook: int, cell_timeout: float, kinds: tuple[str, ...] = ("line", "mid"),
+             mode: str = "auto", progress=None) -> dict:
+    # Block tasks have a random stream of their own: asking for them leaves the others as they were.
+    rng, block_rng = random.Random(seed), random.Random(seed)
     runs = {}
     for path in notebooks:
         cells = notebook_cells(path)
         # Filtered after the seeded draw: a run of one kind scores the same tasks as a full run.
         tasks = [t for t in make_tasks(path, cells, rng, per_notebook) if t.kind in kinds]
+        if "block" in kinds:
+            tasks = sorted(tasks + make_block_tasks(path, cells, block_rng, per_notebook),
+                           key=lambda t: (t.cell, len(t.prefix)))
         runs[path] = NotebookRun(cells, tasks)
     total = sum(len(r.tasks) for r in runs.values())
     bar = progress.add_task("evaluating", total=total) if progress else None
@@ -269,7 +310,7 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
                 for variant in variants:
                     if variant == "variables" and variables is None:
                         continue
-                    request = request_for(task, run.cells, variant)
+                    request = request_for(task, run.cells, variant, mode)
                     started = time.perf_counter()
                     reply = service.complete(
                         request, variables if variant == "variables" else Variables())
@@ -288,6 +329,7 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
     return {
         "model": service.name,
         "seed": seed,
+        "mode": mode,
         "notebooks": [p.name for p in notebooks],
         "tasks": total,
         "cell_errors": {p.name: r.errors for p, r in runs.items() if r.errors},

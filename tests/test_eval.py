@@ -9,7 +9,8 @@ from pathlib import Path
 
 import nbformat
 
-from jupyter_codecomp.evaluation import edit_similarity, make_tasks, notebook_cells
+from jupyter_codecomp.evaluation import (edit_similarity, make_block_tasks, make_tasks,
+                                         notebook_cells, score)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,25 @@ def test_tasks_are_deterministic_and_targets_are_line_rests(tmp_path):
         line = cells[task.cell].source.split("\n")[task.prefix.count("\n")]
         assert line.strip().endswith(task.target.strip())
         assert (task.prefix.rsplit("\n", 1)[-1] + task.target).strip() == line.strip()
+
+
+def test_block_tasks_take_the_rest_of_the_block(tmp_path):
+    path = write_notebook(tmp_path / "grades.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "for name in grades['student']:\n    if name:\n        print(name)\n\n    print('-')\nprint('end')"))
+    nbformat.write(nb, path)
+    tasks = make_block_tasks(path, notebook_cells(path), random.Random(0), 10)
+    assert {(t.prefix.rsplit("\n", 2)[-2], t.target) for t in tasks} == {
+        ("def passed(score):", "return score >= 70"),
+        ("for name in grades['student']:", "if name:\n        print(name)\n\n    print('-')"),
+        ("    if name:", "print(name)"),
+    }
+    block = next(t for t in tasks if t.target.startswith("if name"))
+    assert block.prefix.endswith(":\n    ") and block.suffix == "\nprint('end')"
+    # A block is scored whole: its first line alone is not an exact match.
+    assert score(block, "cell", "if name:\n        print(name)\n\n    print('-')  \n", 1).exact
+    assert not score(block, "cell", "if name:", 1).exact
 
 
 def test_edit_similarity():
@@ -81,6 +101,12 @@ def test_eval_of_one_kind_scores_the_same_tasks_as_a_full_run(tmp_path, test_mod
     assert scored and scored == [(t.cell, t.prefix, t.target) for t in full if t.kind == "line"]
     assert len(scored) < len(full)  # the mid tasks were drawn, then left out
 
-    wrong = run_eval(str(path), "--model", str(test_model.path), "--kinds", "block")
+    blocks = run_eval(str(path), "--model", str(test_model.path), "--out", str(out),
+                      "--variants", "cell", "--kinds", "block", "--mode", "line")
+    assert blocks.returncode == 0, blocks.stderr[-2000:]
+    report = json.loads((out / "results.json").read_text())
+    assert report["mode"] == "line" and {r["kind"] for r in report["results"]} == {"block"}
+
+    wrong = run_eval(str(path), "--model", str(test_model.path), "--kinds", "lines")
     assert wrong.returncode != 0
-    assert "unknown kind 'block'" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert "unknown kind 'lines'" in wrong.stderr and "Traceback" not in wrong.stderr
