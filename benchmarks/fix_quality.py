@@ -113,7 +113,7 @@ def main() -> None:
         outcomes[outcome] += 1
         changed = next((ln for ln in fixed.splitlines() if ln not in case.cell.splitlines()), "")
         table.add_row(case.name, error[:32], outcome, changed[:56])
-    Console().print(table)
+    Console(width=120).print(table)
     print("  ".join(f"{k}: {outcomes[k]}" for k in ("fixed", "wrong", "fails", "no change")),
           f"(fixed {100 * outcomes['fixed'] / len(CASES):.0f} %)")
 

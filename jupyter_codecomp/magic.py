@@ -88,7 +88,7 @@ class CompleteMagics(Magics):
 
     def _complete(self, request: CompletionRequest, args) -> None:
         service = self._service()
-        reply = service.complete(request, self._variables())
+        reply = service.complete(request, namespace_variables(self.shell))
         texts = [c.text for c in reply.completions if c.text]
         if not texts:
             print("codecomp: the model has no suggestion here")
@@ -105,8 +105,8 @@ class CompleteMagics(Magics):
             raise CodecompError("no exception to fix yet", fix="run the failing cell, then %complete --fix")
         source, error = failed
         print(f"{DIM}{error}{RESET}")
-        request = fix_request(source, error, self._history())
-        reply = self._service().complete(request, self._variables())
+        request = fix_request(source, error, kernel_history(self.shell))
+        reply = self._service().complete(request, namespace_variables(self.shell))
         fixed = proposed_fix([c.text for c in reply.completions], source)
         if fixed is None:
             print("codecomp: the model proposes no change")
@@ -119,7 +119,7 @@ class CompleteMagics(Magics):
             self.shell.set_next_input(fixed, replace=False)
 
     def _context(self, request: CompletionRequest) -> None:
-        variables = self._variables()
+        variables = namespace_variables(self.shell)
         report = self._service().context_report(request, variables)
         print(f"model {report['model']}, mode {report['mode']}, "
               f"{report['prompt_tokens']} prompt tokens, {report['cells_used']} cells used, "
@@ -143,14 +143,8 @@ class CompleteMagics(Magics):
         return loader().wait()
 
     def _request(self, code: str, args, *, block: bool) -> CompletionRequest:
-        return CompletionRequest(prefix=code, cells=self._history(), n=args.n,
+        return CompletionRequest(prefix=code, cells=kernel_history(self.shell), n=args.n,
                                  mode="block" if block else "line", max_new_tokens=args.max_tokens)
-
-    def _history(self) -> tuple[Cell, ...]:
-        return kernel_history(self.shell)
-
-    def _variables(self) -> Variables:
-        return namespace_variables(self.shell)
 
 
 def kernel_history(shell) -> tuple[Cell, ...]:
