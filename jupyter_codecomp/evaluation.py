@@ -85,15 +85,12 @@ def notebook_cells(path: Path) -> list[Cell]:
 
 def make_tasks(path: Path, cells: list[Cell], rng: random.Random, per_notebook: int) -> list[Task]:
     tasks = []
-    for index, cell in enumerate(cells):
-        if cell.cell_type != "code" or cell.source.lstrip().startswith("%"):
-            continue
-        lines = cell.source.split("\n")
+    for index, lines in _code_cells(cells):
         for number, line in enumerate(lines):
             body = line.strip()
             if len(body) < 4 or body.startswith("#"):
                 continue
-            indent = line[: len(line) - len(line.lstrip())]
+            indent = line[: _indent(line)]
             before = "\n".join(lines[:number]) + ("\n" if number else "")
             after = "\n" + "\n".join(lines[number + 1:]) if number + 1 < len(lines) else ""
             tasks.append(Task(path.name, index, "line", before + indent, after, body))
@@ -101,18 +98,14 @@ def make_tasks(path: Path, cells: list[Cell], rng: random.Random, per_notebook: 
             if cut:
                 tasks.append(Task(path.name, index, "mid", before + indent + body[:cut], after,
                                   body[cut:]))
-    rng.shuffle(tasks)
-    return sorted(tasks[:per_notebook], key=lambda t: (t.cell, len(t.prefix)))
+    return _draw(tasks, rng, per_notebook)
 
 
 def make_block_tasks(path: Path, cells: list[Cell], rng: random.Random,
                      per_notebook: int) -> list[Task]:
     """At the first line of each indented block, after its indentation: the rest of the block."""
     tasks = []
-    for index, cell in enumerate(cells):
-        if cell.cell_type != "code" or cell.source.lstrip().startswith("%"):
-            continue
-        lines = cell.source.split("\n")
+    for index, lines in _code_cells(cells):
         for number, header in enumerate(lines[:-1]):
             first = lines[number + 1]
             indent = _indent(first)
@@ -125,8 +118,23 @@ def make_block_tasks(path: Path, cells: list[Cell], rng: random.Random,
             before = "\n".join(lines[:number + 1]) + "\n" + first[:indent]
             after = "\n" + "\n".join(lines[end:]) if end < len(lines) else ""
             tasks.append(Task(path.name, index, "block", before, after, body[indent:]))
+    return _draw(tasks, rng, per_notebook)
+
+
+def _code_cells(cells: list[Cell]):
+    """(index, lines) of the code cells, leaving out cells of magics."""
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "code" and not cell.source.lstrip().startswith("%"):
+            yield index, cell.source.split("\n")
+
+
+def _draw(tasks: list[Task], rng: random.Random, count: int) -> list[Task]:
     rng.shuffle(tasks)
-    return sorted(tasks[:per_notebook], key=lambda t: (t.cell, len(t.prefix)))
+    return sorted(tasks[:count], key=_in_notebook_order)
+
+
+def _in_notebook_order(task: Task) -> tuple[int, int]:
+    return task.cell, len(task.prefix)
 
 
 def _indent(line: str) -> int:
@@ -287,7 +295,7 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
         tasks = [t for t in make_tasks(path, cells, rng, per_notebook) if t.kind in kinds]
         if "block" in kinds:
             tasks = sorted(tasks + make_block_tasks(path, cells, block_rng, per_notebook),
-                           key=lambda t: (t.cell, len(t.prefix)))
+                           key=_in_notebook_order)
         runs[path] = NotebookRun(cells, tasks)
     total = sum(len(r.tasks) for r in runs.values())
     bar = progress.add_task("evaluating", total=total) if progress else None

@@ -93,6 +93,7 @@ class Trimmer:
         self.prefix_line = prefix.rsplit("\n", 1)[-1]
         self.suffix_line = suffix.split("\n", 1)[0]
         self.mid_line = bool(self.suffix_line.strip())
+        self.empty_line = not self.prefix_line.strip() and not self.mid_line
         self.base_indent = _indent(self.prefix_line)
         self.start = lex(self.prefix_line)
         # Closers at the start of the suffix belong to brackets the prefix opened: the completion
@@ -103,7 +104,7 @@ class Trimmer:
         self.suffix_lines = [ln.strip() for ln in suffix.split("\n") if ln.strip()]
 
     def trim(self, text: str) -> Trimmed:
-        if not self.prefix_line.strip() and not self.mid_line:
+        if self.empty_line:
             text = text.lstrip("\n")
             if not self.prefix_line and text.startswith(" ") and not text.startswith("  "):
                 text = text[1:]

@@ -83,9 +83,9 @@ def test_eval_cli_with_kernel(tmp_path, test_model):
     assert "EM %" in result.stdout and "variables" in result.stdout
 
 
-def run_eval(*args, cwd=REPO):
+def run_eval(*args):
     return subprocess.run([sys.executable, "-m", "jupyter_codecomp", "eval", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=600,
+                          capture_output=True, text=True, cwd=REPO, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
