@@ -209,7 +209,11 @@ class EvalApp(_Base):
     description = "Measure completion quality on notebooks (see jupyter_codecomp.evaluation)."
     kernel = Bool(False, help="Execute the notebooks in a real kernel: live variables and "
                               "the kernel's own completion as a baseline.").tag(config=True)
-    variants = Unicode("cell,above,below,variables", help="Context variants, comma-separated.").tag(config=True)
+    variants = Unicode(
+        "cell,above,above+below,above+variables,above+below+variables",
+        help="Context variants, comma-separated: cell, or the parts added to the current cell "
+             "joined with '+' (above, below, variables).",
+    ).tag(config=True)
     kinds = Unicode("line,mid", help="Task kinds, comma-separated: line, mid, block.").tag(config=True)
     mode = Enum(["auto", "line", "block"], "auto",
                 help="Completion mode of every request; auto is what the editor asks for.").tag(config=True)
@@ -232,17 +236,23 @@ class EvalApp(_Base):
     def run(self):
         from rich.progress import Progress
 
-        from .evaluation import KINDS, VARIANTS, collect_notebooks, evaluate, write_outputs
+        from .evaluation import KINDS, collect_notebooks, evaluate, variant_parts, write_outputs
         from .service import ServiceLoader
 
         notebooks = collect_notebooks(self.extra_args)
         if not notebooks:
             raise CodecompError("no notebooks given", fix="jupyter codecomp eval NOTEBOOK_OR_DIR...")
-        variants = _choices(self.variants, VARIANTS, "variant")
+        variants = [v.strip() for v in self.variants.split(",") if v.strip()]
+        for variant in variants:
+            try:
+                variant_parts(variant)
+            except ValueError as exc:
+                raise CodecompError(f"unknown variant part {exc.args[0]!r} in {variant!r}",
+                                    fix="use cell, or above, below, variables joined with '+'") from None
         kinds = tuple(_choices(self.kinds, KINDS, "kind"))
-        if "variables" in variants and not self.kernel:
-            variants.remove("variables")
-            console.print("[yellow]the variables variant needs --kernel; skipped[/]")
+        if not self.kernel and any("variables" in variant_parts(v) for v in variants):
+            variants = [v for v in variants if "variables" not in variant_parts(v)]
+            console.print("[yellow]the variables variants need --kernel; skipped[/]")
         service = ServiceLoader(self.settings).wait()
         with Progress(console=console) as progress:
             report = evaluate(service, notebooks, variants=variants, kernel=self.kernel,
@@ -251,9 +261,11 @@ class EvalApp(_Base):
                               progress=progress)
         json_path, png_path = write_outputs(report, Path(self.out))
         table = Table(title=f"{report['model']}: {report['tasks']} tasks, seed {report['seed']}")
-        for column in ("variant", "kind", "n", "EM %", "edit sim %", "first token %", "p50 ms",
-                       "reused %"):
-            table.add_column(column, justify="left" if column in ("variant", "kind") else "right")
+        widest = max(len(row["variant"]) for row in report["summary"])
+        table.add_column("variant", no_wrap=True, min_width=widest)
+        table.add_column("kind")
+        for column in ("n", "EM %", "edit sim %", "first token %", "p50 ms", "reused %"):
+            table.add_column(column, justify="right")
         for row in report["summary"]:
             table.add_row(row["variant"], row["kind"], str(row["n"]), f"{row['exact_match']:.1f}",
                           f"{row['edit_similarity']:.1f}", f"{row['first_token']:.1f}",

@@ -5,12 +5,15 @@ or at a token boundary inside it ("mid"), the target is the rest of the line. Wi
 block`, at the first line of an indented block (after `def ...:`, `for ...:`), the target is the
 whole block: with `--mode line` against `--mode auto` it tells whether a block suggestion gives
 more of the right code than its first line. Each task runs through `CompletionService.complete`
-under context variants:
+under context variants. A variant is `cell` (the current cell only: the text before and after
+the cursor) or the parts it adds to the cell, joined with `+`:
 
-    cell       the current cell only (text before and after the cursor)
-    above      + the cells above
-    below      + the cells below
-    variables  + the live variables (needs --kernel)
+    above      the cells above
+    below      the cells below
+    variables  the live variables (needs --kernel)
+
+so `above+variables` is the cell, the cells above and the variables, and `above+below+variables`
+is everything the editor sends.
 
 With --kernel the notebook's cells are executed in order in a real kernel: a cell's tasks see
 the state after the cells before it, as a student would have it; cell errors are recorded, and
@@ -28,6 +31,7 @@ import json
 import random
 import re
 import statistics
+import subprocess
 import time
 import tokenize
 from dataclasses import asdict, dataclass, field, replace
@@ -38,8 +42,7 @@ from .protocol import Cell, CompletionRequest
 from .service import Variables
 
 KINDS = ("line", "mid", "block")
-VARIANTS = ("cell", "above", "below", "variables")
-BASELINES = ("kernel", "kernel+1char")
+CONTEXT_PARTS = ("above", "below", "variables")
 WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -153,12 +156,22 @@ def _token_boundary(line: str, rng: random.Random) -> int | None:
     return rng.choice(candidates) if candidates else None
 
 
+def variant_parts(variant: str) -> set[str]:
+    """The context parts a variant adds to the current cell; ValueError names a bad one."""
+    parts = set() if variant == "cell" else set(variant.split("+"))
+    unknown = parts - set(CONTEXT_PARTS)
+    if unknown or not (parts or variant == "cell"):
+        raise ValueError(sorted(unknown)[0] if unknown else variant)
+    return parts
+
+
 def request_for(task: Task, cells: list[Cell], variant: str, mode: str = "auto") -> CompletionRequest:
+    parts = variant_parts(variant)
     return CompletionRequest(
         prefix=task.prefix,
         suffix=task.suffix,
-        cells=tuple(cells[: task.cell]) if variant != "cell" else (),
-        cells_below=tuple(cells[task.cell + 1:]) if variant in ("below", "variables") else (),
+        cells=tuple(cells[: task.cell]) if "above" in parts else (),
+        cells_below=tuple(cells[task.cell + 1:]) if "below" in parts else (),
         # One KV cache per variant, as each notebook has its own in the server.
         path=f"{task.notebook}#{variant}",
         mode=mode,
@@ -213,8 +226,10 @@ class NotebookKernel:
         from jupyter_client.manager import start_new_kernel
 
         self.cell_timeout = cell_timeout
-        # Notebooks read their data relative to their own folder.
-        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(cwd))
+        # Notebooks read their data relative to their own folder. The kernel's own stderr (its
+        # transport warning, IPython's completer tracebacks on blank lines) is not the user's.
+        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(cwd),
+                                            stderr=subprocess.DEVNULL)
         self.run("%matplotlib agg")
 
     def run(self, source: str) -> str | None:
@@ -286,6 +301,8 @@ def collect_notebooks(paths: list[str]) -> list[Path]:
 def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: bool, seed: int,
              per_notebook: int, cell_timeout: float, kinds: tuple[str, ...] = ("line", "mid"),
              mode: str = "auto", progress=None) -> dict:
+    if not kernel and any("variables" in variant_parts(v) for v in variants):
+        raise ValueError("the variables variants need a kernel")
     # Block tasks have a random stream of their own: asking for them leaves the others as they were.
     rng, block_rng = random.Random(seed), random.Random(seed)
     runs = {}
@@ -314,14 +331,12 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
                             run.errors[executed] = error
                     executed += 1
                 # One silent kernel request per task, only when a variant shows the variables.
-                variables = nb_kernel.variables() if nb_kernel and "variables" in variants else None
+                shown = [v for v in variants if "variables" in variant_parts(v)]
+                variables = nb_kernel.variables() if shown else Variables()
                 for variant in variants:
-                    if variant == "variables" and variables is None:
-                        continue
                     request = request_for(task, run.cells, variant, mode)
                     started = time.perf_counter()
-                    reply = service.complete(
-                        request, variables if variant == "variables" else Variables())
+                    reply = service.complete(request, variables if variant in shown else Variables())
                     latency = (time.perf_counter() - started) * 1000
                     text = reply.completions[0].text if reply.completions else ""
                     results.append(replace(score(task, variant, text, latency),
@@ -355,8 +370,8 @@ def summarize(results: list[Result]) -> list[dict]:
         groups.setdefault((r.variant, "all"), []).append(r)
         if starts_with_name(r.task):  # where `kernel+1char` competes
             groups.setdefault((r.variant, "name"), []).append(r)
-    order = {v: i for i, v in enumerate((*VARIANTS, *BASELINES))}
-    for (variant, kind), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
+    order = list(dict.fromkeys(r.variant for r in results))  # as asked, the baselines last
+    for (variant, kind), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
         rows.append({
             "variant": variant, "kind": kind, "n": len(rs),
             "exact_match": round(100 * sum(r.exact for r in rs) / len(rs), 1),

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import nbformat
 
+import pytest
+
 from jupyter_codecomp.evaluation import (edit_similarity, make_block_tasks, make_tasks,
-                                         notebook_cells, score)
+                                         notebook_cells, request_for, score, variant_parts)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +62,20 @@ def test_block_tasks_take_the_rest_of_the_block(tmp_path):
     assert not score(block, "cell", "if name:", 1).exact
 
 
+def test_a_variant_is_the_context_it_adds_to_the_cell(tmp_path):
+    path = write_notebook(tmp_path / "grades.ipynb")
+    cells = notebook_cells(path)
+    task = next(t for t in make_tasks(path, cells, random.Random(0), 50) if t.cell == 4)
+    context = {variant: request_for(task, cells, variant)
+               for variant in ("cell", "above", "above+variables", "above+below+variables")}
+    assert [(len(r.cells), len(r.cells_below)) for r in context.values()] == [
+        (0, 0), (4, 0), (4, 0), (4, 1)]
+    assert variant_parts("below+above") == {"above", "below"}
+    for bad in ("cells", "above+", "cell+above"):
+        with pytest.raises(ValueError):
+            variant_parts(bad)
+
+
 def test_edit_similarity():
     assert edit_similarity("abc", "abc") == 1.0
     assert edit_similarity("", "") == 1.0
@@ -75,12 +91,13 @@ def test_eval_cli_with_kernel(tmp_path, test_model):
     report = json.loads((out / "results.json").read_text())
     assert (out / "results.png").stat().st_size > 1000
     variants = {row["variant"] for row in report["summary"]}
-    assert variants == {"cell", "above", "below", "variables", "kernel", "kernel+1char"}
+    assert variants == {"cell", "above", "above+below", "above+variables", "above+below+variables",
+                        "kernel", "kernel+1char"}
     assert report["tasks"] == 6
     # Tasks of one notebook share their cells above: the KV cache is reused and reported.
     assert any(row["reused_pct"] > 0 for row in report["summary"] if row["variant"] == "above")
     assert "KeyError" in json.dumps(report["cell_errors"])  # recorded, not fatal
-    assert "EM %" in result.stdout and "variables" in result.stdout
+    assert "EM %" in result.stdout and "above+variables" in result.stdout
 
 
 def run_eval(*args):
@@ -110,3 +127,6 @@ def test_eval_of_one_kind_scores_the_same_tasks_as_a_full_run(tmp_path, test_mod
     wrong = run_eval(str(path), "--model", str(test_model.path), "--kinds", "lines")
     assert wrong.returncode != 0
     assert "unknown kind 'lines'" in wrong.stderr and "Traceback" not in wrong.stderr
+    wrong = run_eval(str(path), "--model", str(test_model.path), "--variants", "cell,above+cells")
+    assert wrong.returncode != 0
+    assert "unknown variant part 'cells' in 'above+cells'" in wrong.stderr
