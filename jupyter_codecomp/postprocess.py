@@ -1,7 +1,8 @@
 """Post-processing: where a generated completion ends, and what of it may go in at the cursor.
 
 `Trimmer.trim(text)` returns the part of `text` worth inserting and whether the completion is
-complete; the engine's `TextComplete` criterion stops generation as soon as it is. The rules:
+complete; the engine's `TextComplete` criterion stops generation as soon as it is, and a stream
+shows `Trimmer.shown(text)`, which holds back what may still be cut. The rules:
 - line mode ends at the end of the statement (a newline outside brackets the completion opened);
   mid-line, at the end of the line;
 - block mode ends at a dedent below the cursor's indentation, or a blank line at top level;
@@ -149,6 +150,20 @@ class Trimmer:
         # Cut by the token cap: keep the balanced part, without a dangling `.method` whose call
         # was cut off.
         return Trimmed(_DANGLING_ATTRIBUTE.sub("", text[:safe].rstrip()), False)
+
+    def shown(self, text: str) -> str:
+        """What a stream may show of a growing text: the trimmed text, less a last line that may
+        still be cut (it could yet become the suffix's next line or a cell marker), so that a
+        suggestion on screen is never taken back to nothing when the text is complete."""
+        trimmed = self.trim(text)
+        head, newline, last = trimmed.text.rpartition("\n")
+        starts_line = bool(newline) or not self.prefix_line.strip()
+        line = last.strip()
+        if trimmed.complete or not (starts_line and line):
+            return trimmed.text
+        if any(end.startswith(line) for end in ("# %%", "```", *self.suffix_lines[:1])):
+            return head
+        return trimmed.text
 
     def is_complete(self, text: str) -> bool:
         return self.trim(text).complete

@@ -49,6 +49,18 @@ def test_completion_never_repeats_suffix_mid_line():
     assert trimmer.trim("df, axis=1)").text == "df"
 
 
+def test_a_stream_never_shows_what_may_still_be_cut():
+    new_line = Trimmer("a = 1\n", "\nprint(a)", "line")
+    assert new_line.shown("print(a)") == ""  # may yet be the suffix's next line, cut to nothing
+    assert new_line.shown("print(b)") == "print(b)"
+    assert new_line.trim("print(a)\n").text == ""
+    assert Trimmer("x = 1\n", "", "line").shown("# %") == ""  # may yet be a cell marker
+    assert Trimmer("x = 1\n", "", "line").shown("# total") == "# total"
+    block = Trimmer("def f(x):\n    ", "", "block")
+    assert block.shown("y = x\n    ``") == "y = x"
+    assert Trimmer("print(df.", ")", "line").shown("he") == "he"  # mid-line: shown at once
+
+
 @pytest.mark.parametrize(
     "prefix,suffix,expected",
     [
