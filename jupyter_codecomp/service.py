@@ -20,7 +20,7 @@ from .engine import Engine
 from .errors import CodecompError, ModelNotReady
 from .postprocess import Trimmer, resolve_mode
 from .prompt import Prompt, PromptBuilder
-from .protocol import Completion, CompletionReply, CompletionRequest, ContextInfo, Timings
+from .protocol import Cell, Completion, CompletionReply, CompletionRequest, ContextInfo, Timings
 from .stopping import MaxNewTokens, StopTokens, TextComplete
 from .store import ModelDir, ModelStore
 
@@ -70,7 +70,7 @@ class CompletionService:
 
     def prompt(self, request: CompletionRequest, variables: Variables = Variables()) -> Prompt:
         return self.prompts.build(
-            request.prefix, request.suffix, request.cells, request.cells_below, variables.block
+            request.prefix, request.suffix, request.cells, cells_below_shown(request), variables.block
         )
 
     def complete(
@@ -92,7 +92,7 @@ class CompletionService:
 
         def stream_trimmed(text: str) -> None:
             if streamer is not None:
-                streamer(trimmer.trim(text).text)
+                streamer(trimmer.shown(text))
 
         if not prompt.ids:  # nothing to go on (an empty cell, and no FIM format to frame it)
             return CompletionReply([], self.name, self.engine.device)
@@ -224,6 +224,16 @@ class ServiceLoader:
             "fix": self.error.fix if self.error else None,
             "latency_ms": service.latency_summary() if service else {"last": None, "p50": None},
         }
+
+
+def cells_below_shown(request: CompletionRequest) -> tuple[Cell, ...]:
+    """The cells below, except for a new line: on an empty line in line mode the model picks the
+    next statement, and the lines below are what it copies instead. Measured on the corpus's line
+    tasks: first token right 31 % without them, 18 % with (benchmarks/RESULTS.md)."""
+    cursor_line = request.prefix.rsplit("\n", 1)[-1] + request.suffix.split("\n", 1)[0]
+    if not cursor_line.strip() and resolve_mode(request.prefix, request.suffix, request.mode) == "line":
+        return ()
+    return request.cells_below
 
 
 def _device_hint(device: str) -> str:

@@ -1,12 +1,14 @@
 """The engine and the whole pipeline on SmolLM2, built from its real package file."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 
 from jupyter_codecomp.engine import Engine
 from jupyter_codecomp.errors import Cancelled
 from jupyter_codecomp.protocol import Cell, CompletionRequest
+from jupyter_codecomp.service import cells_below_shown
 from jupyter_codecomp.stopping import MaxNewTokens, StopTokens
 
 PROMPT = "import numpy as np\nimport pandas as pd\n\ndef mean(values):\n    return sum(values) / len(values)\n\nprint("
@@ -110,6 +112,17 @@ def test_service_uses_cells_above(service):
     reply = service.complete(CompletionRequest(prefix="df = pd.", cells=cells))
     assert reply.context.cells == 2
     assert reply.context.prompt_tokens > len(service.engine.encode("df = pd."))
+
+
+def test_cells_below_are_left_out_of_a_new_line_only():
+    below = (Cell("code", "print(total)"),)
+    new_line = CompletionRequest(prefix="x = 1\n", suffix="\ny = 2", cells_below=below)
+    assert cells_below_shown(new_line) == ()
+    assert cells_below_shown(replace(new_line, prefix="x = 1\n    ")) == ()
+    assert cells_below_shown(replace(new_line, prefix="x = 1\nto")) == below  # a started line
+    assert cells_below_shown(replace(new_line, suffix="y = 2")) == below  # text after the cursor
+    assert cells_below_shown(replace(new_line, mode="block")) == below
+    assert cells_below_shown(replace(new_line, prefix="for i in x:\n    ")) == below  # auto: a block
 
 
 def test_typing_one_more_character_reuses_the_prompt(service):
