@@ -9,7 +9,9 @@
     # %% cells below ...<|fim_middle|>
 
 The current cell's prefix and suffix are always kept (up to hard caps). Cells above and below go
-in whole, nearest first, within their token budgets; markdown becomes short comments. The text
+in whole, nearest first, within their token budgets; markdown becomes short comments. The first
+cell above starts at a multiple of `above_step` cells, so that moving to the next cell keeps
+the start of the prompt, and the engine's KV cache with it, most of the time. The text
 before the cursor is tokenized as one piece and its last token is held back for token healing.
 The layout keeps everything before the cursor stable while a user types, so the engine's prefix
 reuse applies.
@@ -66,12 +68,14 @@ class PromptBuilder:
         *,
         budget_above: int = 1024,
         budget_below: int = 256,
+        above_step: int = 4,
     ):
         self.encode = encode
         self.fmt = fmt
         self.decode_one = decode_one
         self.budget_above = budget_above
         self.budget_below = budget_below
+        self.above_step = above_step
         self._special = {
             name: token_id(tok)
             for name, tok in (
@@ -92,8 +96,8 @@ class PromptBuilder:
         variables: str = "",
     ) -> Prompt:
         parts: list[PromptPart] = []
-        above, above_parts = self._select(cells, self.budget_above, "cell_above", newest_first=True)
-        below, below_parts = self._select(cells_below, self.budget_below, "cell_below", newest_first=False)
+        above, above_parts = self._select(cells, self.budget_above, "cell_above", self.above_step)
+        below, below_parts = self._select(cells_below, self.budget_below, "cell_below")
         parts += above_parts
         # The variables sit between the cells above and the current cell: near the cursor, and
         # after the part of the prompt that running a cell leaves unchanged, so the engine still
@@ -131,9 +135,11 @@ class PromptBuilder:
 
     # --- pieces -------------------------------------------------------------------------------
 
-    def _select(self, cells: Sequence[Cell], budget: int, kind: str, newest_first: bool):
-        """Whole cells, nearest to the current one first, until the budget is spent."""
-        order = range(len(cells) - 1, -1, -1) if newest_first else range(len(cells))
+    def _select(self, cells: Sequence[Cell], budget: int, kind: str, above_step: int = 0):
+        """Whole cells, nearest to the current one first, until the budget is spent. Above the
+        cursor (`above_step` > 0), the first cell kept is at a multiple of `above_step`: when the
+        window slides down by a cell, its start moves only every `above_step` cells."""
+        order = range(len(cells) - 1, -1, -1) if above_step else range(len(cells))
         chosen: list[tuple[int, str, int]] = []
         spent = 0
         for index in order:
@@ -142,6 +148,8 @@ class PromptBuilder:
                 continue
             tokens = self._count(text)
             if spent + tokens > budget:
+                start = -(-(index + 1) // above_step) * above_step if above_step else 0
+                chosen = [c for c in chosen if c[0] >= start]
                 break
             spent += tokens
             chosen.append((index, text, tokens))

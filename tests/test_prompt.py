@@ -62,6 +62,24 @@ def test_cells_above_nearest_first_within_budget(tokenizer):
     assert prompt.dropped_cells == 30 - len(used)
 
 
+def test_the_window_above_moves_in_steps_of_cells(tokenizer):
+    cells = [Cell("code", f"x{i} = {i}  # " + "pad " * 20) for i in range(40)]
+
+    def starts(step):
+        firsts = []
+        for end in range(20, 40):  # the cursor moves down one cell at a time
+            parts = builder(tokenizer, budget_above=300, above_step=step).build(
+                "y = ", cells=cells[:end]).parts
+            used = [p.index for p in parts if p.kind == "cell_above"]
+            assert used == list(range(used[0], end))
+            firsts.append(used[0])
+        return firsts
+
+    assert len(set(starts(1))) == 20  # the prompt's start changes at every move
+    stepped = starts(4)
+    assert all(first % 4 == 0 for first in stepped) and len(set(stepped)) <= 20 // 4 + 1
+
+
 def test_prefix_and_suffix_always_kept(tokenizer):
     prompt = builder(tokenizer, budget_above=0, budget_below=0).build(
         "a = 1\nb = ", "\nc = 3", [Cell("code", "z = 0")], [Cell("code", "w = 1")])
