@@ -301,10 +301,11 @@ def collect_notebooks(paths: list[str]) -> list[Path]:
 def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: bool, seed: int,
              per_notebook: int, cell_timeout: float, kinds: tuple[str, ...] = ("line", "mid"),
              mode: str = "auto", progress=None) -> dict:
-    if not kernel and any("variables" in variant_parts(v) for v in variants):
-        raise ValueError("the variables variants need a kernel")
     # Block tasks have a random stream of their own: asking for them leaves the others as they were.
     rng, block_rng = random.Random(seed), random.Random(seed)
+    with_variables = [v for v in variants if "variables" in variant_parts(v)]
+    if with_variables and not kernel:
+        raise ValueError("the variables variants need a kernel")
     runs = {}
     for path in notebooks:
         cells = notebook_cells(path)
@@ -331,12 +332,12 @@ def evaluate(service, notebooks: list[Path], *, variants: list[str], kernel: boo
                             run.errors[executed] = error
                     executed += 1
                 # One silent kernel request per task, only when a variant shows the variables.
-                shown = [v for v in variants if "variables" in variant_parts(v)]
-                variables = nb_kernel.variables() if shown else Variables()
+                variables = nb_kernel.variables() if with_variables else Variables()
                 for variant in variants:
                     request = request_for(task, run.cells, variant, mode)
+                    shown = variables if variant in with_variables else Variables()
                     started = time.perf_counter()
-                    reply = service.complete(request, variables if variant in shown else Variables())
+                    reply = service.complete(request, shown)
                     latency = (time.perf_counter() - started) * 1000
                     text = reply.completions[0].text if reply.completions else ""
                     results.append(replace(score(task, variant, text, latency),

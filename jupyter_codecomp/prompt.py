@@ -96,8 +96,8 @@ class PromptBuilder:
         variables: str = "",
     ) -> Prompt:
         parts: list[PromptPart] = []
-        above, above_parts = self._select(cells, self.budget_above, "cell_above", self.above_step)
-        below, below_parts = self._select(cells_below, self.budget_below, "cell_below")
+        above, above_parts = self._select(cells, self.budget_above, "cell_above", above=True)
+        below, below_parts = self._select(cells_below, self.budget_below, "cell_below", above=False)
         parts += above_parts
         # The variables sit between the cells above and the current cell: near the cursor, and
         # after the part of the prompt that running a cell leaves unchanged, so the engine still
@@ -135,11 +135,11 @@ class PromptBuilder:
 
     # --- pieces -------------------------------------------------------------------------------
 
-    def _select(self, cells: Sequence[Cell], budget: int, kind: str, above_step: int = 0):
+    def _select(self, cells: Sequence[Cell], budget: int, kind: str, above: bool):
         """Whole cells, nearest to the current one first, until the budget is spent. Above the
-        cursor (`above_step` > 0), the first cell kept is at a multiple of `above_step`: when the
-        window slides down by a cell, its start moves only every `above_step` cells."""
-        order = range(len(cells) - 1, -1, -1) if above_step else range(len(cells))
+        cursor, the first cell kept is at a multiple of `above_step`: as the window slides down
+        a cell at a time, its start (and the KV cache behind it) moves every `above_step` cells."""
+        order = range(len(cells) - 1, -1, -1) if above else range(len(cells))
         chosen: list[tuple[int, str, int]] = []
         spent = 0
         for index in order:
@@ -148,8 +148,9 @@ class PromptBuilder:
                 continue
             tokens = self._count(text)
             if spent + tokens > budget:
-                start = -(-(index + 1) // above_step) * above_step if above_step else 0
-                chosen = [c for c in chosen if c[0] >= start]
+                if above:
+                    start = -(-(index + 1) // self.above_step) * self.above_step
+                    chosen = [c for c in chosen if c[0] >= start]
                 break
             spent += tokens
             chosen.append((index, text, tokens))
