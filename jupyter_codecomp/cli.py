@@ -253,7 +253,11 @@ class EvalApp(_Base):
         if not self.kernel and any("variables" in variant_parts(v) for v in variants):
             variants = [v for v in variants if "variables" not in variant_parts(v)]
             console.print("[yellow]the variables variants need --kernel; skipped[/]")
-        service = ServiceLoader(self.settings).wait()
+        settings = self.settings
+        # Each variant has its KV cache, as each notebook has in the server: with fewer slots
+        # than variants every request would evict the next one's and start cold.
+        settings.kv_cache_slots = max(settings.kv_cache_slots, len(variants))
+        service = ServiceLoader(settings).wait()
         with Progress(console=console) as progress:
             report = evaluate(service, notebooks, variants=variants, kernel=self.kernel,
                               seed=self.seed, per_notebook=self.tasks_per_notebook,

@@ -94,8 +94,10 @@ def test_eval_cli_with_kernel(tmp_path, test_model):
     assert variants == {"cell", "above", "above+below", "above+variables", "above+below+variables",
                         "kernel", "kernel+1char"}
     assert report["tasks"] == 6
-    # Tasks of one notebook share their cells above: the KV cache is reused and reported.
-    assert any(row["reused_pct"] > 0 for row in report["summary"] if row["variant"] == "above")
+    # Tasks of one notebook share their cells above: each variant keeps its own KV cache (with
+    # fewer slots than variants they evicted each other: 8 to 13 %), reused and reported.
+    assert all(row["reused_pct"] >= 50 for row in report["summary"]
+               if row["variant"].startswith("above") and row["kind"] == "all")
     assert "KeyError" in json.dumps(report["cell_errors"])  # recorded, not fatal
     assert "EM %" in result.stdout and "above+variables" in result.stdout
 
