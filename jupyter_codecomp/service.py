@@ -227,13 +227,12 @@ class ServiceLoader:
 
 
 def cells_below_shown(request: CompletionRequest) -> tuple[Cell, ...]:
-    """The cells below, except for a new line: on an empty line in line mode the model picks the
-    next statement, and the lines below are what it copies instead. Measured on the corpus's line
-    tasks: first token right 31 % without them, 18 % with (benchmarks/RESULTS.md)."""
+    """The cells below, except on an empty line: there the model chooses what comes next, and
+    the lines below are what it copies instead. Measured on the corpus (benchmarks/RESULTS.md):
+    first token right on line tasks 31 % without them, 18 % with; blocks 6.2 % exact without
+    them, 0 % with."""
     cursor_line = request.prefix.rsplit("\n", 1)[-1] + request.suffix.split("\n", 1)[0]
-    if not cursor_line.strip() and resolve_mode(request.prefix, request.suffix, request.mode) == "line":
-        return ()
-    return request.cells_below
+    return request.cells_below if cursor_line.strip() else ()
 
 
 def _device_hint(device: str) -> str:

@@ -114,15 +114,13 @@ def test_service_uses_cells_above(service):
     assert reply.context.prompt_tokens > len(service.engine.encode("df = pd."))
 
 
-def test_cells_below_are_left_out_of_a_new_line_only():
+def test_cells_below_are_left_out_of_an_empty_line_only():
     below = (Cell("code", "print(total)"),)
     new_line = CompletionRequest(prefix="x = 1\n", suffix="\ny = 2", cells_below=below)
     assert cells_below_shown(new_line) == ()
-    assert cells_below_shown(replace(new_line, prefix="x = 1\n    ")) == ()
+    assert cells_below_shown(replace(new_line, prefix="for i in x:\n    ")) == ()  # a block
     assert cells_below_shown(replace(new_line, prefix="x = 1\nto")) == below  # a started line
     assert cells_below_shown(replace(new_line, suffix="y = 2")) == below  # text after the cursor
-    assert cells_below_shown(replace(new_line, mode="block")) == below
-    assert cells_below_shown(replace(new_line, prefix="for i in x:\n    ")) == below  # auto: a block
 
 
 def test_typing_one_more_character_reuses_the_prompt(service):
