@@ -242,16 +242,16 @@ class EvalApp(_Base):
         notebooks = collect_notebooks(self.extra_args)
         if not notebooks:
             raise CodecompError("no notebooks given", fix="jupyter codecomp eval NOTEBOOK_OR_DIR...")
-        variants = [v.strip() for v in self.variants.split(",") if v.strip()]
-        for variant in variants:
+        parts = {}
+        for variant in _listed(self.variants):
             try:
-                variant_parts(variant)
+                parts[variant] = variant_parts(variant)
             except ValueError as exc:
                 raise CodecompError(f"unknown variant part {exc.args[0]!r} in {variant!r}",
                                     fix="use cell, or above, below, variables joined with '+'") from None
         kinds = tuple(_choices(self.kinds, KINDS, "kind"))
-        if not self.kernel and any("variables" in variant_parts(v) for v in variants):
-            variants = [v for v in variants if "variables" not in variant_parts(v)]
+        variants = [v for v in parts if self.kernel or "variables" not in parts[v]]
+        if len(variants) < len(parts):
             console.print("[yellow]the variables variants need --kernel; skipped[/]")
         settings = self.settings
         # Each variant has its KV cache, as each notebook has in the server: with fewer slots
@@ -281,8 +281,12 @@ class EvalApp(_Base):
         console.print(f"wrote {json_path} and {png_path}")
 
 
+def _listed(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
-    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    chosen = _listed(text)
     unknown = set(chosen) - set(allowed)
     if unknown:
         raise CodecompError(f"unknown {what} {sorted(unknown)[0]!r}",

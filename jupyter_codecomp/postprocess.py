@@ -94,7 +94,7 @@ class Trimmer:
         self.prefix_line = prefix.rsplit("\n", 1)[-1]
         self.suffix_line = suffix.split("\n", 1)[0]
         self.mid_line = bool(self.suffix_line.strip())
-        self.empty_line = not self.prefix_line.strip() and not self.mid_line
+        self.empty_line = is_empty_line(prefix, suffix)
         self.base_indent = _indent(self.prefix_line)
         self.start = lex(self.prefix_line)
         # Closers at the start of the suffix belong to brackets the prefix opened: the completion
@@ -208,14 +208,19 @@ def _block_end(text: str, i: int, base: int, in_brackets: bool) -> int | None:
     return None
 
 
+def is_empty_line(prefix: str, suffix: str) -> bool:
+    """Whether the cursor's line holds nothing but whitespace."""
+    return not (prefix.rsplit("\n", 1)[-1] + suffix.split("\n", 1)[0]).strip()
+
+
 def resolve_mode(prefix: str, suffix: str, mode: str) -> Literal["line", "block"]:
     """`auto`: a block after a line that opens one (`def f():`), or after a comment or docstring
     at the start of a line that asks for code; otherwise the rest of the line."""
     if mode in ("line", "block"):
         return mode  # type: ignore[return-value]
-    prefix_line = prefix.rsplit("\n", 1)[-1]
-    if suffix.split("\n", 1)[0].strip() or prefix_line.strip():
+    if not is_empty_line(prefix, suffix):
         return "line"
+    prefix_line = prefix.rsplit("\n", 1)[-1]
     previous = prefix[: len(prefix) - len(prefix_line)].rstrip("\n").rsplit("\n", 1)[-1].strip()
     if previous.endswith(":") or previous.startswith("#") or previous.endswith(('"""', "'''")):
         return "block"

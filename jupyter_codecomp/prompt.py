@@ -19,6 +19,7 @@ reuse applies.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -149,7 +150,7 @@ class PromptBuilder:
             tokens = self._count(text)
             if spent + tokens > budget:
                 if above:
-                    start = -(-(index + 1) // self.above_step) * self.above_step
+                    start = math.ceil((index + 1) / self.above_step) * self.above_step
                     chosen = [c for c in chosen if c[0] >= start]
                 break
             spent += tokens
