@@ -123,6 +123,16 @@ def test_cells_below_are_left_out_of_an_empty_line_only():
     assert cells_below_shown(replace(new_line, suffix="y = 2")) == below  # text after the cursor
 
 
+def test_the_service_prompt_leaves_the_cells_below_out_of_an_empty_line(service):
+    below = (Cell("code", "print(total)"),)
+
+    def kinds(prefix):
+        report = service.context_report(CompletionRequest(prefix=prefix, cells_below=below))
+        return [part["kind"] for part in report["parts"]]
+    assert "cell_below" not in kinds("total = 1\n")
+    assert "cell_below" in kinds("total = ")
+
+
 def test_typing_one_more_character_reuses_the_prompt(service):
     cells = tuple(Cell("code", f"value_{i} = {i} * 2") for i in range(20))
     service.complete(CompletionRequest(prefix="total = value_1", cells=cells, max_new_tokens=4))
