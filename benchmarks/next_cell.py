@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from jupyter_codecomp.config import CodecompConfig  # noqa: E402
-from jupyter_codecomp.evaluation import notebook_cells  # noqa: E402
-from jupyter_codecomp.protocol import CompletionRequest  # noqa: E402
-from jupyter_codecomp.service import ServiceLoader  # noqa: E402
+from jupyter_codecomp.completion.settings import ServiceSettings  # noqa: E402
+from jupyter_codecomp.tools.evaluation import notebook_cells  # noqa: E402
+from jupyter_codecomp.completion.protocol import CompletionRequest  # noqa: E402
+from jupyter_codecomp.completion.service import ServiceLoader  # noqa: E402
 
 NOTEBOOK = Path(__file__).parent / "notebooks" / "01_pandas_basics_sales.ipynb"
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--notebook", type=Path, default=NOTEBOOK)
     args = parser.parse_args()
 
-    service = ServiceLoader(CodecompConfig(model=args.model)).wait()
+    service = ServiceLoader(ServiceSettings(model=args.model)).wait()
     default_step = service.prompts.above_step
     layouts = {}
     for step in (1, default_step):

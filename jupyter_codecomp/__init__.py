@@ -7,7 +7,7 @@ except ImportError:  # a source tree that was never built
 
 
 def _jupyter_server_extension_points():
-    from .extension import CodecompExtension
+    from .server.extension import CodecompExtension
 
     return [{"module": "jupyter_codecomp", "app": CodecompExtension}]
 
@@ -17,6 +17,6 @@ def _jupyter_labextension_paths():
 
 
 def load_ipython_extension(ipython):
-    from .magic import CompleteMagics
+    from .kernel.magic import CompleteMagics
 
     ipython.register_magics(CompleteMagics(ipython))

@@ -7,6 +7,7 @@ a kernel uses the model and cache the server uses.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_config_path
@@ -14,13 +15,18 @@ from traitlets import Bool, Enum, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
-from .recipes import DEFAULT_MODEL
-from .store import default_cache_dir
+from .completion.settings import ServiceSettings
+from .models.store import default_cache_dir
+
+
+_DEFAULTS = ServiceSettings()
 
 
 class CodecompConfig(Configurable):
+    """The traitlets face of `ServiceSettings` (which holds the defaults) plus the server's policy."""
+
     model = Unicode(
-        DEFAULT_MODEL,
+        _DEFAULTS.model,
         help="A model built into the cache (`jupyter codecomp model list`), or a model folder path.",
     ).tag(config=True)
     cache_dir = Unicode(
@@ -28,21 +34,33 @@ class CodecompConfig(Configurable):
         "<jupyter data dir>/codecomp/models."
     ).tag(config=True)
     device = Enum(
-        ["auto", "cpu", "cuda"], "auto",
+        ["auto", "cpu", "cuda"], _DEFAULTS.device,
         help="Execution provider: auto uses CUDA when it works and falls back to the CPU.",
     ).tag(config=True)
-    threads = Int(0, help="CPU threads for the model; 0 uses every core the server may use.").tag(config=True)
-    max_new_tokens = Int(48, help="Default cap on generated tokens per completion.").tag(config=True)
+    threads = Int(
+        _DEFAULTS.threads, help="CPU threads for the model; 0 uses every core the server may use."
+    ).tag(config=True)
+    max_new_tokens = Int(
+        _DEFAULTS.max_new_tokens, help="Default cap on generated tokens for a line."
+    ).tag(config=True)
+    block_max_new_tokens = Int(
+        _DEFAULTS.block_max_new_tokens, help="Default cap on generated tokens for a block."
+    ).tag(config=True)
     max_new_tokens_limit = Int(
-        256, help="Largest max_new_tokens a request may ask for."
+        _DEFAULTS.max_new_tokens_limit, help="Largest max_new_tokens a request may ask for."
     ).tag(config=True)
     context_tokens = Int(
-        1024, help="Token budget for cells above the current one."
+        _DEFAULTS.context_tokens, help="Token budget for cells above the current one."
     ).tag(config=True)
-    context_tokens_below = Int(256, help="Token budget for cells below.").tag(config=True)
-    context_length = Int(4096, help="KV cache length: prompt plus generated tokens.").tag(config=True)
+    context_tokens_below = Int(
+        _DEFAULTS.context_tokens_below, help="Token budget for cells below."
+    ).tag(config=True)
+    context_length = Int(
+        _DEFAULTS.context_length, help="KV cache length: prompt plus generated tokens."
+    ).tag(config=True)
     kv_cache_slots = Int(
-        4, help="Notebooks whose KV cache is kept (about 100 MB each for the default model)."
+        _DEFAULTS.kv_cache_slots,
+        help="Notebooks whose KV cache is kept (about 100 MB each for the default model).",
     ).tag(config=True)
     enabled = Bool(True, help="Serve completions at all (turn off for exams).").tag(config=True)
     disabled_paths = List(
@@ -56,6 +74,9 @@ class CodecompConfig(Configurable):
     @default("cache_dir")
     def _default_cache_dir(self) -> str:
         return str(default_cache_dir())
+
+    def service_settings(self) -> ServiceSettings:
+        return ServiceSettings(**{f.name: getattr(self, f.name) for f in fields(ServiceSettings)})
 
 
 def load_jupyter_config() -> Config:

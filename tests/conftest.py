@@ -13,8 +13,8 @@ os.environ.setdefault(
     "JUPYTER_CODECOMP_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "models")
 )
 
-from jupyter_codecomp.config import CodecompConfig  # noqa: E402
-from jupyter_codecomp.store import ModelDir, ModelStore  # noqa: E402
+from jupyter_codecomp.completion.settings import ServiceSettings  # noqa: E402
+from jupyter_codecomp.models.store import ModelDir, ModelStore  # noqa: E402
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -27,8 +27,8 @@ def test_model() -> ModelDir:
     store = ModelStore()
     path = store.path_for(TEST_MODEL)
     if not (path / "codecomp.json").exists():
-        from jupyter_codecomp.builder import build_model
-        from jupyter_codecomp.recipes import get_recipe
+        from jupyter_codecomp.models.builder import build_model
+        from jupyter_codecomp.models.recipes import get_recipe
 
         build_model(get_recipe(TEST_MODEL), store)
     return store.resolve(TEST_MODEL)
@@ -36,9 +36,9 @@ def test_model() -> ModelDir:
 
 @pytest.fixture(scope="session")
 def service(test_model):
-    from jupyter_codecomp.service import CompletionService
+    from jupyter_codecomp.completion.service import CompletionService
 
-    return CompletionService(test_model, CodecompConfig(device="cpu", threads=2))
+    return CompletionService.load(test_model, ServiceSettings(device="cpu", threads=2))
 
 
 @pytest.fixture
@@ -52,3 +52,21 @@ def jp_server_config(test_model, tmp_path):
             "disabled_paths": ["exams/**"],
         },
     }
+
+
+@pytest.fixture
+def fake_engine(jp_serverapp):
+    """The server's model swapped for the scripted `FakeEngine` (the default script completes
+    every prompt with `value + 1`): handler, policy and stream tests in milliseconds."""
+    from jupyter_codecomp.completion.fake_engine import FakeEngine
+    from jupyter_codecomp.completion.service import CompletionService, ServiceLoader
+    from jupyter_codecomp.models.recipes import PromptFormat
+
+    engine = FakeEngine(lambda prompt: "value + 1\nmore = 2\n")
+    fmt = PromptFormat(fim=True, fim_prefix="<|fim_prefix|>", fim_suffix="<|fim_suffix|>",
+                       fim_middle="<|fim_middle|>", stop_tokens=("<|endoftext|>",))
+    completer = jp_serverapp.web_app.settings["codecomp"]
+    settings = completer.settings.service_settings()
+    completer.loader = ServiceLoader.serving(CompletionService(engine, fmt, "fake", settings),
+                                             settings)
+    return engine

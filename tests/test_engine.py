@@ -5,18 +5,18 @@ from dataclasses import replace
 
 import pytest
 
-from jupyter_codecomp.engine import Engine
+from jupyter_codecomp.completion.onnx_engine import OnnxEngine
 from jupyter_codecomp.errors import Cancelled
-from jupyter_codecomp.protocol import Cell, CompletionRequest
-from jupyter_codecomp.service import cells_below_shown
-from jupyter_codecomp.stopping import MaxNewTokens, StopTokens
+from jupyter_codecomp.completion.protocol import Cell, CompletionRequest
+from jupyter_codecomp.completion.context import cells_below_shown
+from jupyter_codecomp.completion.stopping import MaxNewTokens, StopTokens
 
 PROMPT = "import numpy as np\nimport pandas as pd\n\ndef mean(values):\n    return sum(values) / len(values)\n\nprint("
 
 
 @pytest.fixture(scope="module")
 def engine(test_model):
-    return Engine(test_model.path, device="cpu", threads=2)
+    return OnnxEngine(test_model.path, device="cpu", threads=2)
 
 
 def greedy(engine, text, tokens=12, **kw):
@@ -141,7 +141,7 @@ def test_typing_one_more_character_reuses_the_prompt(service):
 
 
 def test_each_notebook_keeps_its_own_kv_cache(test_model):
-    engine = Engine(test_model.path, device="cpu", threads=2, cache_slots=2)
+    engine = OnnxEngine(test_model.path, device="cpu", threads=2, cache_slots=2)
     a, b, c = (engine.encode(f"# notebook {name}\n" + PROMPT) for name in "abc")
     for key, ids in (("a.ipynb", a), ("b.ipynb", b)):
         engine.generate(ids, criteria=[MaxNewTokens(2)], cache_key=key)

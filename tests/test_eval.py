@@ -11,7 +11,7 @@ import nbformat
 
 import pytest
 
-from jupyter_codecomp.evaluation import (edit_similarity, make_block_tasks, make_tasks,
+from jupyter_codecomp.tools.evaluation import (edit_similarity, make_block_tasks, make_tasks,
                                          notebook_cells, request_for, score, variant_parts)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ transformers = pytest.importorskip("transformers")
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
-from jupyter_codecomp.builder import export_onnx  # noqa: E402
+from jupyter_codecomp.models.builder import export_onnx  # noqa: E402
 
 
 def test_micro_model_onnx_logits_match_torch(tmp_path, test_model):

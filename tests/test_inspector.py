@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jupyter_codecomp.inspector import (
+from jupyter_codecomp.kernel.inspector import (
     KERNEL_EXPRESSION,
     KERNEL_SNIPPET,
     InspectorError,

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from jupyter_codecomp.kernel_variables import STATUSES, KernelVariables
+from jupyter_codecomp.server.kernel_variables import STATUSES, KernelVariables
 
 
 @pytest.fixture

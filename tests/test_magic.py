@@ -27,7 +27,7 @@ def config_dir(tmp_path_factory, test_model):
 @pytest.fixture(scope="module")
 def shell(config_dir):
     os.environ["JUPYTER_CONFIG_DIR"] = str(config_dir)
-    import jupyter_codecomp.magic as magic
+    import jupyter_codecomp.kernel.magic as magic
 
     magic._loader = None  # read the configuration above
     ip = InteractiveShell.instance()
@@ -88,7 +88,7 @@ def test_fix_shows_a_diff_of_the_cell_that_raised(shell, capsys):
 
 
 def test_a_fix_is_the_first_alternative_that_changes_the_cell_and_parses():
-    from jupyter_codecomp.magic import proposed_fix
+    from jupyter_codecomp.kernel.magic import proposed_fix
 
     cell = "total = sales['Revenue'].sum()"
     assert proposed_fix([cell, "total = sales['revenue'].sum(", "total = sales['revenue'].sum()"],
@@ -127,12 +127,12 @@ def test_fix_without_an_exception(shell, capsys, monkeypatch):
 
 
 def test_model_not_built_gives_the_build_command(shell, capsys, tmp_path, monkeypatch):
-    import jupyter_codecomp.magic as magic
-    from jupyter_codecomp.config import CodecompConfig
-    from jupyter_codecomp.service import ServiceLoader
+    import jupyter_codecomp.kernel.magic as magic
+    from jupyter_codecomp.completion.service import ServiceLoader
+    from jupyter_codecomp.completion.settings import ServiceSettings
 
     monkeypatch.setattr(magic, "_loader", ServiceLoader(
-        CodecompConfig(model="qwen2.5-coder-0.5b", cache_dir=str(tmp_path))))
+        ServiceSettings(model="qwen2.5-coder-0.5b", cache_dir=str(tmp_path))))
     out, err = run(shell, capsys, "x = ")
     assert "codecomp: model 'qwen2.5-coder-0.5b' is not built" in err
     assert "fix: jupyter codecomp model build qwen2.5-coder-0.5b" in err

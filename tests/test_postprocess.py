@@ -2,7 +2,7 @@
 
 import pytest
 
-from jupyter_codecomp.postprocess import Trimmer, resolve_mode
+from jupyter_codecomp.completion.postprocess import Trimmer, resolve_mode
 
 CASES = [
     # (prefix, suffix, mode, generated, expected text, complete)

@@ -3,9 +3,9 @@
 import pytest
 from tokenizers import AddedToken, Tokenizer
 
-from jupyter_codecomp.prompt import PromptBuilder, cell_text
-from jupyter_codecomp.protocol import Cell
-from jupyter_codecomp.recipes import PromptFormat
+from jupyter_codecomp.completion.prompt import PromptBuilder, cell_text
+from jupyter_codecomp.completion.protocol import Cell
+from jupyter_codecomp.models.recipes import PromptFormat
 
 FIM = PromptFormat(
     fim=True, fim_prefix="<|fim_prefix|>", fim_suffix="<|fim_suffix|>",

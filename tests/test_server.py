@@ -8,9 +8,9 @@ import pytest
 from jupyter_client.session import Session
 from tornado.httpclient import HTTPClientError
 
-from jupyter_codecomp.config import CodecompConfig
+from jupyter_codecomp.completion.settings import ServiceSettings
 from jupyter_codecomp.errors import ModelNotReady
-from jupyter_codecomp.service import ServiceLoader
+from jupyter_codecomp.completion.service import ServiceLoader
 
 
 async def wait_ready(jp_fetch, timeout=60.0):
@@ -100,7 +100,7 @@ async def test_503_with_retry_after_while_loading_and_when_failed(jp_fetch, jp_s
     completer = jp_serverapp.web_app.settings["codecomp"]
     original = completer.loader
     try:
-        loading = ServiceLoader(completer.settings)
+        loading = ServiceLoader(completer.settings.service_settings())
         loading.state = "loading"  # a loader that has not finished (its thread never started)
         completer.loader = loading
         code, error, headers = await error_of(post(jp_fetch, "complete", {"prefix": "x"}))
@@ -108,7 +108,7 @@ async def test_503_with_retry_after_while_loading_and_when_failed(jp_fetch, jp_s
         status = json.loads((await jp_fetch("codecomp", "status")).body)
         assert status["state"] == "loading"
 
-        missing = ServiceLoader(CodecompConfig(model="qwen2.5-coder-0.5b", cache_dir=str(tmp_path)))
+        missing = ServiceLoader(ServiceSettings(model="qwen2.5-coder-0.5b", cache_dir=str(tmp_path)))
         completer.loader = missing
         with pytest.raises(ModelNotReady):
             missing.wait()

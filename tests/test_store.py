@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from jupyter_codecomp.errors import ModelNotReady
-from jupyter_codecomp.recipes import available_recipes, get_recipe
-from jupyter_codecomp.store import ModelStore
+from jupyter_codecomp.models.recipes import available_recipes, get_recipe
+from jupyter_codecomp.models.store import ModelStore
 
 
 @pytest.fixture
@@ -60,14 +60,14 @@ def test_unreadable_manifest(store_copy):
 
 
 def test_onnx_that_does_not_load_is_a_clear_error(store_copy):
-    from jupyter_codecomp.engine import Engine
+    from jupyter_codecomp.completion.onnx_engine import OnnxEngine
 
     store, path = store_copy
     size = (path / "model.onnx").stat().st_size
     (path / "model.onnx").write_bytes(b"\0" * size)  # same size, garbage inside
     model = store.resolve("smollm2-135m")
     with pytest.raises(ModelNotReady, match="ONNX Runtime cannot load"):
-        Engine(model.path, device="cpu")
+        OnnxEngine(model.path, device="cpu")
 
 
 def cli(*args, env_cache):

@@ -1,7 +1,6 @@
-"""The generation engine: an ONNX model on ONNX Runtime GenAI, driven token by token.
+"""The in-process engine: an ONNX model on ONNX Runtime GenAI, driven token by token.
 
-It knows nothing of Jupyter or prompts: it takes token ids and stopping criteria and returns
-candidates. What it adds to ONNX Runtime GenAI's generator:
+It implements `engine.Engine`: token ids and stopping criteria in, candidates out. What it adds to ONNX Runtime GenAI's generator:
 - prefix reuse: the KV cache of the longest common token prefix with the previous prompt is kept
   (`rewind_to`), so one more typed character costs only the new tokens;
 - token healing: the prompt's last partial token is regenerated, constrained to start with the
@@ -19,38 +18,20 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .errors import Cancelled, ModelNotReady
+from ..errors import Cancelled, ModelNotReady
+from .engine import Candidate, GenerationResult, Streamer
 from .stopping import GenerationState, StoppingCriterion, any_stops
 
 log = logging.getLogger(__name__)
 
-Streamer = Callable[[str], None]
 MIN_PREFILL_TOKENS = 2
 
 
-@dataclass
-class Candidate:
-    text: str
-    token_ids: list[int]
-    score: float  # mean log-probability per token
-    finished_by: str  # "criteria" or "cap"
-
-
-@dataclass
-class GenerationResult:
-    candidates: list[Candidate]
-    prompt_tokens: int
-    cached_tokens: int
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-class Engine:
+class OnnxEngine:
     def __init__(
         self,
         model_path: Path | str,

@@ -2,7 +2,7 @@
 
     jupyter codecomp model build|list|info|remove [NAME]
     jupyter codecomp complete FILE|- [--cursor MARKER] [--n K] [--mode line|block]
-    jupyter codecomp eval NOTEBOOK_OR_DIR... (see jupyter_codecomp.evaluation)
+    jupyter codecomp eval NOTEBOOK_OR_DIR... (see jupyter_codecomp.tools.evaluation)
 
 Every failure prints one line with its cause and the command that fixes it; exit status 1.
 """
@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Table
 from traitlets import Bool, Enum, Int, Unicode
 
-from . import __version__
-from .config import CodecompConfig
-from .errors import CodecompError
-from .recipes import DEFAULT_MODEL, available_recipes, get_recipe
-from .store import ModelStore
+from .. import __version__
+from ..config import CodecompConfig
+from ..errors import CodecompError
+from ..models.recipes import DEFAULT_MODEL, available_recipes, get_recipe
+from ..models.store import ModelStore
 
 console = Console(stderr=True)
 CURSOR = "<CURSOR>"
@@ -79,7 +79,7 @@ class ModelBuild(_Base):
     aliases = {**_Base.aliases, "target": "ModelBuild.export_device"}
 
     def run(self):
-        from .builder import build_model
+        from ..models.builder import build_model
 
         name = self.extra_args[0] if self.extra_args else DEFAULT_MODEL
         build_model(get_recipe(name), self.store, device=self.export_device, force=self.force,
@@ -168,8 +168,8 @@ class CompleteApp(_Base):
     flags = {"json": ({"CompleteApp": {"as_json": True}}, "Print the whole reply as JSON.")}
 
     def run(self):
-        from .protocol import CompletionRequest
-        from .service import ServiceLoader
+        from ..completion.protocol import CompletionRequest
+        from ..completion.service import ServiceLoader
 
         if not self.extra_args:
             raise CodecompError("no input", fix="jupyter codecomp complete FILE  (or - for stdin)")
@@ -181,7 +181,7 @@ class CompleteApp(_Base):
             prefix=prefix, suffix=suffix, n=self.n, mode=self.mode,
             max_new_tokens=self.max_new_tokens or None,
         )
-        service = ServiceLoader(self.settings).wait()
+        service = ServiceLoader(self.settings.service_settings()).wait()
         reply = service.complete(request)
         if self.as_json:
             print(json.dumps(reply.to_json(), indent=2))
@@ -206,7 +206,7 @@ class CompleteApp(_Base):
 
 class EvalApp(_Base):
     name = "jupyter-codecomp-eval"
-    description = "Measure completion quality on notebooks (see jupyter_codecomp.evaluation)."
+    description = "Measure completion quality on notebooks (see jupyter_codecomp.tools.evaluation)."
     kernel = Bool(False, help="Execute the notebooks in a real kernel: live variables and "
                               "the kernel's own completion as a baseline.").tag(config=True)
     variants = Unicode(
@@ -237,7 +237,7 @@ class EvalApp(_Base):
         from rich.progress import Progress
 
         from .evaluation import KINDS, collect_notebooks, evaluate, variant_parts, write_outputs
-        from .service import ServiceLoader
+        from ..completion.service import ServiceLoader
 
         notebooks = collect_notebooks(self.extra_args)
         if not notebooks:
@@ -257,7 +257,7 @@ class EvalApp(_Base):
         # Each variant has its KV cache, as each notebook has in the server: with fewer slots
         # than variants every request would evict the next one's and start cold.
         settings.kv_cache_slots = max(settings.kv_cache_slots, len(variants))
-        service = ServiceLoader(settings).wait()
+        service = ServiceLoader(settings.service_settings()).wait()
         with Progress(console=console) as progress:
             report = evaluate(service, notebooks, variants=variants, kernel=self.kernel,
                               seed=self.seed, per_notebook=self.tasks_per_notebook,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 
-from .errors import ModelNotReady
+from ..errors import ModelNotReady
 from .recipes import PromptFormat
 
 MANIFEST = "codecomp.json"

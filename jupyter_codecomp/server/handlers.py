@@ -16,9 +16,9 @@ from tornado import web
 from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .errors import Cancelled, CodecompError, ModelNotReady
-from .extension import Busy, Completer
-from .protocol import MAX_BODY_BYTES, CompletionReply, CompletionRequest, RequestError
+from ..errors import Cancelled, CodecompError, ModelNotReady
+from .completer import Busy, Completer
+from ..completion.protocol import MAX_BODY_BYTES, CompletionReply, CompletionRequest, RequestError
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,12 @@ from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .config import CodecompConfig, load_jupyter_config
-from .errors import CodecompError
+from ..config import CodecompConfig, load_jupyter_config
+from ..errors import CodecompError
 from .inspector import format_variables, inspect_namespace
-from .protocol import MAX_ALTERNATIVES, MAX_NEW_TOKENS, Cell, CompletionRequest
-from .service import ServiceLoader, Variables
+from ..completion.protocol import MAX_ALTERNATIVES, MAX_NEW_TOKENS, Cell, CompletionRequest
+from ..completion.context import Variables
+from ..completion.service import ServiceLoader
 
 HISTORY_CELLS = 20
 FIX_ALTERNATIVES = 2
@@ -34,7 +35,7 @@ def loader() -> ServiceLoader:
     """One engine per kernel, configured like the server (jupyter_server_config.py)."""
     global _loader
     if _loader is None:
-        _loader = ServiceLoader(CodecompConfig(config=load_jupyter_config()))
+        _loader = ServiceLoader(CodecompConfig(config=load_jupyter_config()).service_settings())
     return _loader
 
 

@@ -7,7 +7,7 @@ import time
 
 from jupyter_core.utils import ensure_async
 
-from .config import CodecompConfig
+from ..config import CodecompConfig
 
 METADATA_TTL_SECONDS = 2.0
 

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CodecompError
+from ..errors import CodecompError
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
@@ -68,8 +68,8 @@ class Recipe:
 
 def recipe_dirs() -> list[Path]:
     """Installed wheels carry the recipes inside the package; a source checkout has `models/`."""
-    here = Path(__file__).parent
-    return [d for d in (here / "recipes", here.parent / "models") if d.is_dir()]
+    package = Path(__file__).parents[1]
+    return [d for d in (package / "recipes", package.parent / "models") if d.is_dir()]
 
 
 def available_recipes() -> dict[str, Recipe]:

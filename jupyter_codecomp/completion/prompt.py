@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .protocol import Cell
-from .recipes import PromptFormat
+from ..models.recipes import PromptFormat
 
 MARKDOWN_MAX_LINES = 3
 MARKDOWN_MAX_CHARS = 240

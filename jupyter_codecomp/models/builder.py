@@ -33,7 +33,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .errors import CodecompError
+from ..errors import CodecompError
 from .recipes import Recipe
 from .store import MANIFEST, Manifest, ModelDir, ModelStore, build_command, load_model_dir
 
@@ -319,7 +319,7 @@ def _progress(console: Console):
 
 
 def _package_version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -1,4 +1,5 @@
-"""The Jupyter server extension: configuration, background model loading, routes."""
+"""What the handlers call: policy, kernel variables, supersession, and the service run on a
+worker thread so that the server's event loop never waits for the model."""
 
 from __future__ import annotations
 
@@ -6,28 +7,24 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from jupyter_server.extension.application import ExtensionApp
-
-from . import __version__
-from .config import CodecompConfig
-from .errors import CodecompError
-from .inspector import format_variables
+from .. import __version__
+from ..completion.context import Variables
+from ..completion.protocol import CompletionRequest
+from ..completion.service import CompletionService, ServiceLoader
+from ..config import CodecompConfig
+from ..errors import CodecompError
+from ..kernel.inspector import format_variables
 from .kernel_variables import KernelVariables
 from .policy import Policy
-from .protocol import CompletionRequest
-from .service import CompletionService, ServiceLoader, Variables
 
 # Requests waiting for the engine beyond this get 503: memory stays bounded under load.
 MAX_PENDING = 32
 
 
 class Completer:
-    """What the handlers call: policy, kernel variables, supersession, and the service run on a
-    worker thread so the server's event loop never waits for the model."""
-
     def __init__(self, settings: CodecompConfig, serverapp):
         self.settings = settings
-        self.loader = ServiceLoader(settings)
+        self.loader = ServiceLoader(settings.service_settings())
         self.policy = Policy(settings, serverapp.contents_manager)
         self.kernel_variables = KernelVariables(serverapp.kernel_manager)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codecomp")
@@ -89,30 +86,3 @@ class Completer:
 class Busy(CodecompError):
     def __init__(self):
         super().__init__("too many completion requests are waiting", fix="retry shortly")
-
-
-class CodecompExtension(ExtensionApp):
-    name = "jupyter_codecomp"
-    classes = [CodecompConfig]
-    load_other_extensions = True
-
-    def initialize_settings(self):
-        settings = CodecompConfig(parent=self.serverapp, config=self.serverapp.config)
-        self.completer = Completer(settings, self.serverapp)
-        self.settings["codecomp"] = self.completer
-        if settings.enabled:
-            # The server starts at once; the model loads behind it and /codecomp/status tells.
-            self.completer.loader.start()
-        self.log.info(
-            "codecomp: model %s (cache %s), device %s, %s",
-            settings.model, settings.cache_dir, settings.device,
-            "enabled" if settings.enabled else "disabled",
-        )
-
-    def initialize_handlers(self):
-        from .handlers import handlers
-
-        self.handlers.extend(handlers)
-
-    async def stop_extension(self):
-        await self.completer.close()

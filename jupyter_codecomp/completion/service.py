@@ -12,49 +12,35 @@ import statistics
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
-from .config import CodecompConfig
+from ..errors import CodecompError, ModelNotReady
+from ..models.store import ModelDir, ModelStore
+from ..models.recipes import PromptFormat
+from .context import Variables, cells_below_shown
 from .engine import Engine
-from .errors import CodecompError, ModelNotReady
-from .postprocess import Trimmer, is_empty_line, resolve_mode
+from .postprocess import Trimmer, resolve_mode
 from .prompt import Prompt, PromptBuilder
-from .protocol import Cell, Completion, CompletionReply, CompletionRequest, ContextInfo, Timings
+from .protocol import Completion, CompletionReply, CompletionRequest, ContextInfo, Timings
+from .settings import ServiceSettings
 from .stopping import MaxNewTokens, StopTokens, TextComplete
-from .store import ModelDir, ModelStore
 
 log = logging.getLogger(__name__)
 
-BLOCK_MAX_NEW_TOKENS = 160
-
-
-@dataclass(frozen=True)
-class Variables:
-    """The kernel's variables as the prompt shows them, and what became of the kernel lookup."""
-
-    block: str = ""
-    count: int = 0
-    kernel: str | None = None  # "fresh", "cached", "dead", "unknown", ... (None: no kernel named)
-
 
 class CompletionService:
-    def __init__(self, model: ModelDir, settings: CodecompConfig):
-        self.model = model
+    """The pipeline over one engine and the prompt format of the model it serves."""
+
+    def __init__(self, engine: Engine, fmt: PromptFormat, name: str,
+                 settings: ServiceSettings = ServiceSettings()):
+        self.engine = engine
+        self.name = name
         self.settings = settings
-        self.engine = Engine(
-            model.path,
-            device=settings.device,
-            threads=settings.threads,
-            context_length=settings.context_length,
-            cache_slots=settings.kv_cache_slots,
-        )
-        tokenizer = self.engine.tokenizer
-        fmt = model.manifest.prompt
+        tokenizer = engine.tokenizer
         self.prompts = PromptBuilder(
-            self.engine.encode,
-            self.engine.token_id,
-            lambda i: self.engine.vocab.texts[i],
+            lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
+            tokenizer.token_to_id,
+            lambda i: tokenizer.decode([i], skip_special_tokens=False),
             fmt,
             budget_above=settings.context_tokens,
             budget_below=settings.context_tokens_below,
@@ -64,9 +50,19 @@ class CompletionService:
         )
         self.latencies_ms: deque[float] = deque(maxlen=200)
 
-    @property
-    def name(self) -> str:
-        return self.model.manifest.display_name
+    @classmethod
+    def load(cls, model: ModelDir, settings: ServiceSettings) -> CompletionService:
+        """The service on the in-process ONNX Runtime engine for a built model."""
+        from .onnx_engine import OnnxEngine
+
+        engine = OnnxEngine(
+            model.path,
+            device=settings.device,
+            threads=settings.threads,
+            context_length=settings.context_length,
+            cache_slots=settings.kv_cache_slots,
+        )
+        return cls(engine, model.manifest.prompt, model.manifest.display_name, settings)
 
     def prompt(self, request: CompletionRequest, variables: Variables = Variables()) -> Prompt:
         return self.prompts.build(
@@ -85,7 +81,8 @@ class CompletionService:
         prompt = self.prompt(request, variables)
         mode = resolve_mode(request.prefix, request.suffix, request.mode)
         trimmer = Trimmer(request.prefix, request.suffix, mode)
-        default_cap = self.settings.max_new_tokens if mode == "line" else BLOCK_MAX_NEW_TOKENS
+        default_cap = (self.settings.max_new_tokens if mode == "line"
+                       else self.settings.block_max_new_tokens)
         cap = min(request.max_new_tokens or default_cap, self.settings.max_new_tokens_limit)
         criteria = [MaxNewTokens(cap), StopTokens(self.stop_ids), TextComplete(trimmer.is_complete)]
         context_ms = (time.perf_counter() - started) * 1000
@@ -164,7 +161,7 @@ class CompletionService:
 class ServiceLoader:
     """Loads the service once, in a background thread; reports its state meanwhile."""
 
-    def __init__(self, settings: CodecompConfig):
+    def __init__(self, settings: ServiceSettings):
         self.settings = settings
         self.state = "idle"  # idle -> loading -> ready | failed
         self.error: CodecompError | None = None
@@ -173,9 +170,16 @@ class ServiceLoader:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def serving(cls, service: CompletionService, settings: ServiceSettings) -> ServiceLoader:
+        """A loader that already holds `service` (an engine built elsewhere, or a fake)."""
+        loader = cls(settings)
+        loader.service, loader.state = service, "ready"
+        return loader
+
     def start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and self.service is None:
                 self.state = "loading"
                 self._thread = threading.Thread(target=self._load, name="codecomp-load", daemon=True)
                 self._thread.start()
@@ -183,8 +187,8 @@ class ServiceLoader:
     def wait(self, timeout: float | None = None) -> CompletionService:
         """Start if needed, wait, and return the service or raise why it is not there."""
         self.start()
-        assert self._thread is not None
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
         return self.get()
 
     def get(self) -> CompletionService:
@@ -199,7 +203,7 @@ class ServiceLoader:
         try:
             store = ModelStore(self.settings.cache_dir)
             model = store.resolve(self.settings.model, device=_device_hint(self.settings.device))
-            self.service = CompletionService(model, self.settings)
+            self.service = CompletionService.load(model, self.settings)
             self.state = "ready"
             self.load_seconds = round(time.perf_counter() - started, 2)
             log.info("codecomp: %s ready on %s in %.1f s", self.service.name,
@@ -224,14 +228,6 @@ class ServiceLoader:
             "fix": self.error.fix if self.error else None,
             "latency_ms": service.latency_summary() if service else {"last": None, "p50": None},
         }
-
-
-def cells_below_shown(request: CompletionRequest) -> tuple[Cell, ...]:
-    """The cells below, except on an empty line: there the model chooses what comes next, and
-    the lines below are what it copies instead. Measured on the corpus (benchmarks/RESULTS.md):
-    first token right on line tasks 31 % without them, 18 % with; blocks 6.2 % exact without
-    them, 0 % with."""
-    return () if is_empty_line(request.prefix, request.suffix) else request.cells_below
 
 
 def _device_hint(device: str) -> str:

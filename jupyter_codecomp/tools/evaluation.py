@@ -37,9 +37,9 @@ import tokenize
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .errors import CodecompError
-from .protocol import Cell, CompletionRequest
-from .service import Variables
+from ..errors import CodecompError
+from ..completion.protocol import Cell, CompletionRequest
+from ..completion.context import Variables
 
 KINDS = ("line", "mid", "block")
 CONTEXT_PARTS = ("above", "below", "variables")
@@ -245,7 +245,7 @@ class NotebookKernel:
         return None if content["status"] == "ok" else f"{content.get('ename')}: {content.get('evalue')}"
 
     def variables(self):
-        from .inspector import KERNEL_EXPRESSION, format_variables, variables_from_reply
+        from ..kernel.inspector import KERNEL_EXPRESSION, format_variables, variables_from_reply
 
         reply = self.kc.execute_interactive("", silent=True, store_history=False,
                                             user_expressions={"codecomp": KERNEL_EXPRESSION},

@@ -1,0 +1,63 @@
+"""The engine interface: token ids and stopping criteria in, candidates out.
+
+The service depends on this protocol only. `OnnxEngine` (ONNX Runtime GenAI, in-process) is the
+product's engine; `FakeEngine` is the scripted stand-in that lets the server's handler, policy
+and stream tests run without a model. An engine knows nothing of Jupyter, prompts or HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from tokenizers import Tokenizer
+
+from .stopping import StoppingCriterion
+
+Streamer = Callable[[str], None]
+
+
+@dataclass
+class Candidate:
+    text: str
+    token_ids: list[int]
+    score: float  # mean log-probability per token
+    finished_by: str  # "criteria" or "cap"
+
+
+@dataclass
+class GenerationResult:
+    candidates: list[Candidate]
+    prompt_tokens: int
+    cached_tokens: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    tokenizer: Tokenizer  # the one tokenizer for prompt building and generation
+    device: str  # "cpu", "cuda", or what a remote engine reports
+    providers: list[str]
+    fallback_reason: str | None  # why the asked-for device is not used, if it is not
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        *,
+        criteria: list[StoppingCriterion],
+        heal: str = "",
+        n: int = 1,
+        streamer: Streamer | None = None,
+        cancel: threading.Event | None = None,
+        cache_key: str = "",
+    ) -> GenerationResult:
+        """Up to `n` candidates after `prompt_ids`, greedy, the first streamed.
+
+        `heal` is text removed from the end of the prompt: the first tokens must reproduce it,
+        and it is not part of the returned text. `cache_key` (a notebook path) names the cache
+        whose prefix may be reused. Raises `errors.Cancelled` once `cancel` is set."""
+        ...
+
+    def reset(self) -> None:
+        """Forget every cached prefix."""
+        ...
