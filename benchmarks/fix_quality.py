@@ -74,7 +74,8 @@ def run_case(shell, service, case: Case) -> tuple[str, str, str]:
     source, error = failed
     # The magic's own call, as if `%complete --fix` were the next input.
     shell.user_ns["In"].append("get_ipython().run_line_magic('complete', '--fix')")
-    request = fix_request(source, error, kernel_history(shell))
+    request = fix_request(source, error, kernel_history(shell),
+                          service.settings.max_new_tokens_limit)
     reply = service.complete(request, namespace_variables(shell))
     fixed = proposed_fix([c.text for c in reply.completions], source)
     if fixed is None:

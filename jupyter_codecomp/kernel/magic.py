@@ -106,8 +106,10 @@ class CompleteMagics(Magics):
             raise CodecompError("no exception to fix yet", fix="run the failing cell, then %complete --fix")
         source, error = failed
         print(f"{DIM}{error}{RESET}")
-        request = fix_request(source, error, kernel_history(self.shell))
-        reply = self._service().complete(request, namespace_variables(self.shell))
+        service = self._service()
+        request = fix_request(source, error, kernel_history(self.shell),
+                              service.settings.max_new_tokens_limit)
+        reply = service.complete(request, namespace_variables(self.shell))
         fixed = proposed_fix([c.text for c in reply.completions], source)
         if fixed is None:
             print("codecomp: the model proposes no change")
@@ -160,7 +162,8 @@ def namespace_variables(shell) -> Variables:
     return Variables(format_variables(variables), len(variables), "in-process")
 
 
-def fix_request(source: str, error: str, history: tuple[Cell, ...]) -> CompletionRequest:
+def fix_request(source: str, error: str, history: tuple[Cell, ...],
+                token_limit: int) -> CompletionRequest:
     """The failing cell quoted as a commented "buggy version", the model asked for the fixed one.
     Measured on the default model: the plain cell followed by its error gets the cell back
     unchanged. Two alternatives: where the greedy one repeats the cell, the second often fixes
@@ -170,7 +173,7 @@ def fix_request(source: str, error: str, history: tuple[Cell, ...]) -> Completio
     quoted = "\n".join(f"# {line}" for line in source.rstrip().splitlines())
     prefix = f"# Buggy version (raises {error}):\n{quoted}\n\n# Fixed version:\n"
     return CompletionRequest(prefix=prefix, cells=history, mode="block", n=FIX_ALTERNATIVES,
-                             max_new_tokens=min(256, 32 + 2 * len(source.split())))
+                             max_new_tokens=min(token_limit, 32 + 2 * len(source.split())))
 
 
 def proposed_fix(alternatives: list[str], source: str) -> str | None:
