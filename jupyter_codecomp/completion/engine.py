@@ -24,6 +24,8 @@ class Candidate:
     token_ids: list[int]
     score: float  # mean log-probability per token
     finished_by: str  # "criteria" or "cap"
+    # The log-probability of each token as it was chosen: the confidence statistic's input.
+    token_logprobs: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -159,13 +159,13 @@ class OnnxEngine:
     def _decode(self, first, first_logits, heal, criteria, streamer, cancel, timings, started):
         token, logits = first, first_logits
         ids: list[int] = []
-        logprob = 0.0
+        logprobs: list[float] = []
         remaining_heal = heal
         finished_by = "cap"
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            logprob += _log_softmax_at(logits, token)
+            logprobs.append(_log_softmax_at(logits, token))
             ids.append(token)
             self._kv.append([token])
             remaining_heal = self.vocab.consume(remaining_heal, token)
@@ -182,7 +182,7 @@ class OnnxEngine:
                 streamer(text)
             logits = self._logits()
             token = self.vocab.ranked(logits, remaining_heal, 0)
-        return Candidate(text, ids, logprob / len(ids), finished_by)
+        return Candidate(text, ids, sum(logprobs) / len(ids), finished_by, logprobs)
 
     def _text(self, ids: list[int], heal: str) -> str:
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
