@@ -7,11 +7,12 @@ a kernel uses the model and cache the server uses.
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_config_path
-from traitlets import Bool, Enum, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
@@ -62,6 +63,24 @@ class CodecompConfig(Configurable):
         _DEFAULTS.kv_cache_slots,
         help="Notebooks whose KV cache is kept (about 100 MB each for the default model).",
     ).tag(config=True)
+    engine_url = Unicode(
+        _DEFAULTS.engine_url,
+        help="Base URL of a shared OpenAI-compatible engine (vLLM, `jupyter codecomp serve`), "
+        "e.g. http://gpu-node:8000/v1. Empty: the model runs in this server.",
+    ).tag(config=True)
+    engine_api_key = Unicode(
+        help="API key sent to engine_url as a Bearer token. Default: $CODECOMP_ENGINE_API_KEY."
+    ).tag(config=True)
+    engine_model = Unicode(
+        _DEFAULTS.engine_model, help="The engine's served model name (vLLM --served-model-name)."
+    ).tag(config=True)
+    engine_connect_timeout = Float(
+        _DEFAULTS.engine_connect_timeout, help="Seconds to connect to engine_url."
+    ).tag(config=True)
+    engine_read_timeout = Float(
+        _DEFAULTS.engine_read_timeout,
+        help="Seconds engine_url may stay silent (a cold prefill included) before a 503.",
+    ).tag(config=True)
     enabled = Bool(True, help="Serve completions at all (turn off for exams).").tag(config=True)
     disabled_paths = List(
         Unicode(),
@@ -70,6 +89,10 @@ class CodecompConfig(Configurable):
     kernel_variables = Bool(
         True, help="Read live variables from the notebook's kernel for the prompt."
     ).tag(config=True)
+
+    @default("engine_api_key")
+    def _default_engine_api_key(self) -> str:
+        return os.environ.get("CODECOMP_ENGINE_API_KEY", "")
 
     @default("cache_dir")
     def _default_cache_dir(self) -> str:

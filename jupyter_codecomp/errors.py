@@ -19,3 +19,11 @@ class ModelNotReady(CodecompError):
 
 class Cancelled(Exception):
     """A generation was cancelled between two tokens (superseded, or the client asked)."""
+
+
+class EngineUnavailable(CodecompError):
+    """The shared completion engine (`engine_url`) is down, slow, refused us, or sent garbage."""
+
+    def __init__(self, message: str, fix: str | None = None, unreachable: bool = False):
+        super().__init__(message, fix)
+        self.unreachable = unreachable  # down or gone, as opposed to answering with an error

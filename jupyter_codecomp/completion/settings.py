@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..models.recipes import DEFAULT_MODEL
 
@@ -21,3 +21,12 @@ class ServiceSettings:
     context_tokens_below: int = 256
     context_length: int = 4096  # KV cache: prompt plus generated tokens
     kv_cache_slots: int = 4  # notebooks whose KV cache is kept
+    # A shared OpenAI-compatible engine (vLLM, `jupyter codecomp serve`); "" runs the model
+    # in-process. `model` still names the recipe whose tokenizer and prompt format build the prompt.
+    engine_url: str = ""  # the base URL, e.g. http://gpu-node:8000/v1
+    engine_api_key: str = field(default="", repr=False)  # sent as a Bearer token
+    engine_model: str = ""  # the served model's name ("" lets the engine choose its only one)
+    # Connection refused is instant; a connect timeout covers a host that drops packets. The read
+    # timeout bounds the wait between two streamed tokens, a cold prefill included.
+    engine_connect_timeout: float = 3.0
+    engine_read_timeout: float = 15.0

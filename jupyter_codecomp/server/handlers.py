@@ -1,9 +1,11 @@
 """HTTP and WebSocket routes (../shared/API.md). They translate HTTP to `Completer` calls and back;
-they know nothing of ONNX or prompts."""
+they know nothing of ONNX or prompts. Every route goes through `CodecompMixin.decide` (the
+policy), and every malformed input is a 400 naming the field, on HTTP and WebSocket alike."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -14,16 +16,27 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.ioloop import IOLoop
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
+from ..completion.protocol import (
+    MAX_BODY_BYTES,
+    CompletionReply,
+    CompletionRequest,
+    RequestError,
+    StreamMessage,
+)
 from ..errors import Cancelled, CodecompError, ModelNotReady
 from .completer import Busy, Completer
-from ..completion.protocol import MAX_BODY_BYTES, CompletionReply, CompletionRequest, RequestError
+from .policy import Decision, PathError
 
 log = logging.getLogger(__name__)
 
 AUTH_RESOURCE = "codecomp"
-RETRY_AFTER_SECONDS = 2
+RETRY_AFTER_SECONDS = 2  # while the model loads (seconds, measured: 1-10 s per model)
+BUSY_RETRY_AFTER_SECONDS = 1
+# The socket reads a message up to this size and answers one over MAX_BODY_BYTES with a JSON
+# 413 (the socket stays open); over it, tornado must stop reading: a JSON error, then a close.
+WS_READ_LIMIT = 4 * MAX_BODY_BYTES
 
 
 class ApiError(Exception):
@@ -32,131 +45,223 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
     def to_json(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        error = {"code": self.code, "message": self.message}
+        if self.code == "failed":
+            error["permanent"] = True  # no retry helps; the message says what does
+        return {"error": error}
+
+
+def dumps(data: dict) -> str:
+    """JSON as RFC 8259 has it: a NaN or infinity is a bug upstream, never sent to a client."""
+    return json.dumps(data, allow_nan=False)
+
+
+def parse_json(body: bytes | str, where: str):
+    size = len(body) if isinstance(body, bytes) else len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"{where}: over {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body or b"null")
+    except RecursionError:
+        raise ApiError(400, "invalid_json", f"{where}: JSON nested too deeply") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise ApiError(400, "invalid_json", f"{where}: not valid JSON") from None
 
 
 class CodecompMixin:
-    """Shared steps of every route: parse, authorize the kernel, check policy and readiness."""
+    """Shared steps of every route: parse, the policy, authorize the kernel, readiness."""
 
     @property
     def completer(self) -> Completer:
         return self.settings["codecomp"]
 
-    def parse(self, body: bytes | str) -> CompletionRequest:
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    def validate(self, data, where: str = "body") -> CompletionRequest:
         try:
-            data = json.loads(body or b"null")
-        except ValueError:
-            raise ApiError(400, "invalid_json", "body: not valid JSON") from None
-        return self.validate(data)
-
-    @staticmethod
-    def validate(data) -> CompletionRequest:
-        try:
-            return CompletionRequest.from_json(data)
+            return CompletionRequest.from_json(
+                data, max_new_tokens=self.completer.settings.max_new_tokens_limit, where=where)
         except RequestError as exc:
             raise ApiError(400, "invalid_request", str(exc)) from None
 
-    async def authorize_kernel(self, request: CompletionRequest) -> None:
+    async def decide(self, request: CompletionRequest) -> Decision:
+        """The policy's decision; a kernel is read only with the kernels permission."""
         if request.kernel_id and not await ensure_async(
             self.authorizer.is_authorized(self, self.current_user, "execute", "kernels")
         ):
             raise ApiError(403, "forbidden", "kernel_id: reading a kernel needs the kernels permission")
+        try:
+            return await self.completer.decide(request.path, request.kernel_id)
+        except PathError as exc:
+            raise ApiError(400, "invalid_request", str(exc)) from None
 
     def ready_service(self):
         try:
             return self.completer.service()
         except ModelNotReady as exc:
+            if self.completer.loader.state == "failed":
+                raise _failed(exc) from None
             message = exc.message + (f"; run: {exc.fix}" if exc.fix else "")
-            raise ApiError(503, "not_ready", message, {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+            raise ApiError(503, "not_ready", message,
+                           {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         except CodecompError as exc:
-            message = exc.message + (f"; {exc.fix}" if exc.fix else "")
-            raise ApiError(503, "failed", message, {"Retry-After": "30"}) from None
+            raise _failed(exc) from None
 
-    async def complete(self, request: CompletionRequest, *, streamer=None, key=None,
-                       cancel: threading.Event | None = None) -> dict:
-        """The whole route in one place: policy, readiness, variables, generation."""
-        await self.authorize_kernel(request)
-        reason = await self.completer.policy.disabled_reason(request.path)
-        if reason:
-            return CompletionReply([], self.completer.settings.model, "none", disabled=reason).to_json()
+    async def complete(self, request: CompletionRequest, *, cancel: threading.Event,
+                       streamer=None, key=None, still_latest=lambda: True) -> dict:
+        """The whole route in one place: policy, readiness, variables, the queue, generation."""
+        decision = await self.decide(request)
+        if decision.disabled:
+            return CompletionReply([], self.completer.settings.model, "none",
+                                   disabled=decision.disabled).to_json()
         service = self.ready_service()
-        variables = await self.completer.variables(request)
-        cancel = self.completer.supersede(key, cancel)
+        variables = await self.completer.variables(decision)
+        if not still_latest():  # a newer keystroke with this key arrived meanwhile
+            raise Cancelled()
         try:
             reply = await self.completer.run(
-                service.complete, request, variables, streamer=streamer, cancel=cancel
+                lambda: service.complete(request, variables, streamer=streamer, cancel=cancel),
+                key=key, cancel=cancel,
             )
         except Busy as exc:
-            raise ApiError(503, "busy", exc.message, {"Retry-After": "1"}) from None
-        finally:
-            self.completer.finished(key, cancel)
+            raise ApiError(503, "busy", exc.message,
+                           {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}) from None
         return reply.to_json()
+
+
+def _failed(exc: CodecompError) -> ApiError:
+    message = (f"{exc.message}; this lasts until the server restarts"
+               + (f"; fix: {exc.fix}" if exc.fix else ""))
+    return ApiError(503, "failed", message)  # no Retry-After: retrying cannot help
 
 
 class CodecompAPIHandler(CodecompMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
+    _quiet = False  # a busy 503 is load, not a fault: logged at debug level, no header dump
 
     def send_error_json(self, error: ApiError) -> None:
         self.set_status(error.status)
         for name, value in error.headers.items():
             self.set_header(name, value)
-        self.finish(json.dumps(error.to_json()))
+        self._quiet = error.code == "busy"
+        self.finish(dumps(error.to_json()))
 
     def write_error(self, status_code, **kwargs):
         # Never a traceback: unexpected failures are logged and answered with a short message.
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else None
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": {"code": str(status_code),
-                                          "message": message or self._reason}}))
+        self.finish(dumps({"error": {"code": str(status_code), "message": message or self._reason}}))
+
+    def _log(self):
+        if self._quiet:
+            log.debug("codecomp: busy: %s %s", self.request.method, self.request.uri)
+        else:
+            super()._log()
+
+    async def body_request(self) -> CompletionRequest:
+        return self.validate(parse_json(self.request.body, "body"))
 
 
 class CompleteHandler(CodecompAPIHandler):
+    _cancel: threading.Event | None = None
+
     @web.authenticated
     @authorized
     async def post(self):
+        self._cancel = threading.Event()
         try:
-            request = self.parse(self.request.body)
-            self.finish(json.dumps(await self.complete(request)))
+            request = await self.body_request()
+            self.finish(dumps(await self.complete(request, cancel=self._cancel)))
         except ApiError as error:
             self.send_error_json(error)
+        except Cancelled:  # the client went away (or the server stops): nobody to answer
+            if not self.request.connection.stream or not self.request.connection.stream.closed():
+                self.send_error_json(ApiError(503, "cancelled", "the server is stopping"))
+
+    def on_connection_close(self):
+        # The client is gone: its work leaves the queue, or stops at the engine's next token.
+        if self._cancel is not None:
+            self.completer.cancel(self._cancel)
+        super().on_connection_close()
 
 
 class ContextHandler(CodecompAPIHandler):
+    """What the model would see; with policy off, only why (never the prompt or variables)."""
+
     @web.authenticated
     @authorized
     async def post(self):
         try:
-            request = self.parse(self.request.body)
-            await self.authorize_kernel(request)
+            request = await self.body_request()
+            decision = await self.decide(request)
+            if decision.disabled:
+                self.finish(dumps({"disabled": decision.disabled, "path": decision.path,
+                                   "prompt_tokens": 0, "parts": [], "prompt_text": "",
+                                   "variables": 0, "variables_block": ""}))
+                return
             service = self.ready_service()
-            variables = await self.completer.variables(request)
+            variables = await self.completer.variables(decision)
             report = service.context_report(request, variables)
-            report["variables_block"] = variables.block
-            self.finish(json.dumps(report))
+            report.update(disabled=None, path=decision.path, variables_block=variables.block)
+            self.finish(dumps(report))
         except ApiError as error:
             self.send_error_json(error)
 
 
 class StatusHandler(CodecompAPIHandler):
+    """The server's state; with `?path=`, the policy's decision for that file."""
+
     @web.authenticated
     @authorized
     async def get(self):
-        self.finish(json.dumps(self.completer.status()))
+        status = self.completer.status()
+        path = self.get_query_argument("path", None)
+        if path is not None:
+            try:
+                decision = await self.completer.decide(path)
+            except PathError as exc:
+                self.send_error_json(ApiError(400, "invalid_request", str(exc)))
+                return
+            status["policy"] = {"path": decision.path, "disabled": decision.disabled}
+        self.finish(dumps(status))
+
+
+class _Protocol(WebSocketProtocol13):
+    """Tornado closes a socket whose message is over the read limit (1009) without a word; this
+    sends the client a JSON error first."""
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == 1009 and not self.server_terminated and not self.stream.closed():
+            error = ApiError(413, "too_large", f"message: over {MAX_BODY_BYTES} bytes")
+            try:
+                self.write_message(dumps({"id": None, "done": True, **error.to_json()}))
+            except Exception:  # noqa: BLE001 (closing anyway)
+                pass
+        super().close(code, reason)
 
 
 class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
     """`{"id", "request", "key"?}` in; `{"id", "text", "done"}` messages out; `{"cancel": id}`.
 
-    A new request with the key of a running one (the frontend sends "path#cell") supersedes it.
+    Every request message gets exactly one `done` message (a reply, `cancelled`, or an error).
+    A new request with the key of a waiting or running one (the frontend sends "path#cell")
+    replaces it; keys are this socket's own, so one page never cancels another's work.
     """
 
     auth_resource = AUTH_RESOURCE
+    _sockets = itertools.count()
 
     def set_default_headers(self):
         """WebSocket replies carry no JSON API headers."""
+
+    @property
+    def max_message_size(self) -> int:
+        return WS_READ_LIMIT
+
+    def get_websocket_protocol(self):
+        protocol = super().get_websocket_protocol()
+        if isinstance(protocol, WebSocketProtocol13):
+            protocol.__class__ = _Protocol
+        return protocol
 
     @ws_authenticated
     async def get(self, *args, **kwargs):
@@ -169,33 +274,47 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
     def open(self, *args, **kwargs):
         super().open(*args, **kwargs)
         self._loop = IOLoop.current()
-        self._cancels: dict[str, threading.Event] = {}  # running request id -> its cancel flag
+        self._socket = next(self._sockets)
+        self._cancels: dict[str, threading.Event] = {}  # request id (as JSON) -> cancel flag
+        self._latest: dict[str, int] = {}  # key -> arrival number of its newest request
+        self._arrivals = itertools.count()
         self._tasks: set[asyncio.Task] = set()
 
     def on_message(self, message):
-        task = asyncio.ensure_future(self._handle(message))
+        task = asyncio.ensure_future(self._handle(message, next(self._arrivals)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def on_close(self):
-        for cancel in self._cancels.values():
-            cancel.set()
+        for cancel in list(self._cancels.values()):
+            self.completer.cancel(cancel)
 
-    async def _handle(self, message) -> None:
+    async def _handle(self, raw, arrival: int) -> None:
+        request_id = None
         try:
-            data = json.loads(message)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            self._send(None, {"done": True, **ApiError(400, "invalid_json", "message: expected a JSON object").to_json()})
-            return
-        if "cancel" in data:
-            cancel = self._cancels.get(str(data["cancel"]))
-            if cancel is not None:
-                cancel.set()
-            return
-        request_id = str(data.get("id") or "")
-        cancel = self._cancels[request_id] = threading.Event()
+            message = StreamMessage.from_json(parse_json(raw, "message"))
+            if message.cancel is not None:
+                cancel = self._cancels.get(json.dumps(message.cancel))
+                if cancel is not None:
+                    self.completer.cancel(cancel)
+                return
+            request_id = message.id
+            await self._request(message, arrival)
+        except ApiError as error:
+            self._send(request_id, {"done": True, **error.to_json()})
+        except RequestError as exc:
+            error = ApiError(400, "invalid_request", str(exc))
+            self._send(request_id, {"done": True, **error.to_json()})
+        except Exception:
+            log.exception("codecomp: streaming completion failed")
+            error = ApiError(500, "internal", "completion failed; see the server log")
+            self._send(request_id, {"done": True, **error.to_json()})
+
+    async def _request(self, message: StreamMessage, arrival: int) -> None:
+        request_id, id_key = message.id, json.dumps(message.id)
+        cancel = self._cancels[id_key] = threading.Event()
+        if message.key is not None:
+            self._latest[message.key] = arrival
         last = [None]
 
         def stream(text: str) -> None:  # called on the engine's thread
@@ -204,27 +323,26 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
                 self._loop.add_callback(self._send, request_id, {"text": text, "done": False})
 
         try:
-            if not request_id:
-                raise ApiError(400, "invalid_request", "id: is required")
-            request = self.validate(data.get("request"))
-            reply = await self.complete(request, streamer=stream, key=data.get("key"), cancel=cancel)
+            request = self.validate(message.request, where="request")
+            reply = await self.complete(
+                request, streamer=stream, cancel=cancel,
+                key=None if message.key is None else (self._socket, message.key),
+                still_latest=lambda: message.key is None
+                or self._latest.get(message.key) == arrival,
+            )
             first = reply["completions"][0]["text"] if reply["completions"] else ""
             self._send(request_id, {"text": first, "done": True, "reply": reply})
         except Cancelled:
             self._send(request_id, {"done": True, "cancelled": True})
-        except ApiError as error:
-            self._send(request_id, {"done": True, **error.to_json()})
-        except Exception:
-            log.exception("codecomp: streaming completion failed")
-            error = ApiError(500, "internal", "completion failed; see the server log")
-            self._send(request_id, {"done": True, **error.to_json()})
         finally:
-            if self._cancels.get(request_id) is cancel:
-                del self._cancels[request_id]
+            if self._cancels.get(id_key) is cancel:
+                del self._cancels[id_key]
+            if message.key is not None and self._latest.get(message.key) == arrival:
+                del self._latest[message.key]
 
-    def _send(self, request_id: str | None, payload: dict) -> None:
+    def _send(self, request_id, payload: dict) -> None:
         try:
-            self.write_message(json.dumps({"id": request_id, **payload}))
+            self.write_message(dumps({"id": request_id, **payload}))
         except WebSocketClosedError:
             pass
 

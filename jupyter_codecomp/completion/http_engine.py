@@ -1,0 +1,369 @@
+"""A shared engine over HTTP: any OpenAI-compatible `/completions` server (vLLM, llama.cpp's).
+
+It implements `engine.Engine`, so the service builds the same prompt, from the same tokenizer, as
+it does for the in-process engine, and sends its token ids (both engines accept a list of token
+ids as `prompt`; vLLM rejects the OpenAI `suffix` parameter, so the FIM tokens are in the ids).
+- Streaming: `stream: true`, server-sent events read with httpx-sse; the product's stopping
+  criteria run on every token (the ids come back in `logprobs`), and the stream is closed as
+  soon as one stops it, or the request is cancelled or superseded: both engines abort a request
+  whose client disconnects, so its slot is free for the next keystroke.
+- Token healing and `n` alternatives: a first request with `max_tokens: 1` returns the first
+  token's top-k ids; the alternatives continue greedily from the best ones that reproduce the
+  held-back text (what the in-process engine does by masking logits). The engine's prompt cache
+  makes the second request cost one token of prefill.
+- Cache and isolation: `cached_tokens` is what the engine says it reused; `cache_salt` (vLLM)
+  keeps one student's cached prefixes out of reach of another's timing probes.
+- Faults: connect and read timeouts; every failure becomes `EngineUnavailable` (HTTP 503) with
+  the cause and its fix, and `health` says so for /codecomp/status until a request or a probe
+  succeeds again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+from contextlib import aclosing, suppress
+from dataclasses import dataclass
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+from tokenizers import Tokenizer
+
+from ..errors import Cancelled, EngineUnavailable
+from ..models.store import ModelDir
+from .engine import Candidate, GenerationResult, Streamer
+from .openai_reply import ReplyChunk, UnreadableReply, parse_chunk
+from .settings import ServiceSettings
+from .stopping import GenerationState, MaxNewTokens, StoppingCriterion, any_stops
+
+log = logging.getLogger(__name__)
+
+# Top first tokens asked for when healing: the held-back text's own token is nearly always among
+# them; 20 is vLLM's default cap on logprobs.
+HEAL_CANDIDATES = 20
+START_FIX = "start the engine (jupyter codecomp serve NAME), or correct c.CodecompConfig.engine_url"
+
+
+@dataclass
+class EngineHealth:
+    """What /codecomp/status reports of the engine: the last request's or probe's outcome."""
+
+    state: str = "unknown"  # unknown, ready, unreachable, error
+    error: str | None = None
+    fix: str | None = None
+    checked: float = 0.0  # time.monotonic() of the last outcome
+
+    def to_json(self, url: str) -> dict:
+        return {"url": url, "state": self.state, "error": self.error, "fix": self.fix}
+
+
+class HttpEngine:
+    device = "remote"
+    fallback_reason = None
+
+    def __init__(self, url: str, tokenizer: Tokenizer, *, api_key: str = "", model: str = "",
+                 cache_salt: str = "", connect_timeout: float = 3.0, read_timeout: float = 15.0):
+        self.url = url.rstrip("/")
+        self.providers = [self.url]
+        self.tokenizer = tokenizer
+        self.model = model
+        self.cache_salt = cache_salt
+        self.read_timeout = read_timeout
+        self.health = EngineHealth()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        # The service calls generate() from a worker thread; the HTTP work runs on this engine's
+        # own event loop, where cancelling a task closes its connection at once (even while the
+        # engine is still prefilling and sends nothing).
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="codecomp-http-engine")
+        self._thread.start()
+        self._client = self._run(_make_client(headers, timeout))
+
+    @classmethod
+    def for_model(cls, model: ModelDir, settings: ServiceSettings) -> HttpEngine:
+        """The engine at `settings.engine_url`, with the tokenizer of the built `model` (its
+        folder needs only codecomp.json and tokenizer.json: no weights in this process)."""
+        return cls(
+            settings.engine_url,
+            Tokenizer.from_file(str(model.path / "tokenizer.json")),
+            api_key=settings.engine_api_key,
+            model=settings.engine_model,
+            # One salt per server process, i.e. per student on a hub: unguessable, so nobody
+            # can ask vLLM for another student's cached prefixes and time the answer.
+            cache_salt=secrets.token_urlsafe(16),
+            connect_timeout=settings.engine_connect_timeout,
+            read_timeout=settings.engine_read_timeout,
+        )
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    # --- the Engine protocol ------------------------------------------------------------------
+
+    def generate(self, prompt_ids: list[int], *, criteria: list[StoppingCriterion],
+                 heal: str = "", n: int = 1, streamer: Streamer | None = None,
+                 cancel: threading.Event | None = None, cache_key: str = "") -> GenerationResult:
+        if not prompt_ids:
+            raise ValueError("empty prompt")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        request = _Generation(self, prompt_ids, criteria, heal, n, streamer)
+        return self._run(_until_cancelled(request.run(), cancel))
+
+    def reset(self) -> None:
+        """The prompt cache is the engine's: nothing to forget here."""
+
+    # --- health -------------------------------------------------------------------------------
+
+    def probe(self, wait: bool = True) -> EngineHealth:
+        """GET {url}/models: reachable, and does it take our key? `wait=False` only schedules it."""
+        future = asyncio.run_coroutine_threadsafe(self._probe(), self._loop)
+        if wait:
+            with suppress(Exception):
+                future.result()
+        return self.health
+
+    def status(self, max_age: float = 5.0) -> dict:
+        """The engine's state for /codecomp/status; a failed engine is probed again, in the
+        background, so the status recovers by itself when the engine is back."""
+        if self.health.state != "ready" and time.monotonic() - self.health.checked > max_age:
+            self.probe(wait=False)
+        return self.health.to_json(self.url)
+
+    async def _probe(self) -> None:
+        try:
+            response = await self._client.get(f"{self.url}/models")
+            if response.status_code >= 400:
+                raise self._http_error(response)
+            self._ok()
+        except EngineUnavailable as exc:
+            self._failed(exc)
+        except httpx.HTTPError as exc:
+            self._failed(self._transport_error(exc))
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._run(self._client.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # --- one HTTP request ---------------------------------------------------------------------
+
+    def body(self, prompt_ids: list[int], max_tokens: int, **extra) -> dict:
+        body = {
+            "prompt": prompt_ids, "max_tokens": max_tokens, "temperature": 0.0,
+            "logprobs": 1, "return_tokens_as_token_ids": True,  # vLLM: ids, not token texts
+            "cache_prompt": True, "timings_per_token": True,  # llama.cpp: cache_n every chunk
+            **extra,
+        }
+        if self.model:
+            body["model"] = self.model
+        if self.cache_salt:
+            body["cache_salt"] = self.cache_salt
+        return body
+
+    async def post(self, body: dict) -> ReplyChunk:
+        try:
+            response = await self._client.post(f"{self.url}/completions", json=body)
+            if response.status_code >= 400:
+                raise self._http_error(response)
+            chunk = parse_chunk(response.text)
+        except httpx.HTTPError as exc:
+            raise self._failed(self._transport_error(exc)) from None
+        except UnreadableReply as exc:
+            raise self._failed(self._garbage(exc)) from None
+        except EngineUnavailable as exc:
+            raise self._failed(exc) from None
+        self._ok()
+        return chunk
+
+    async def stream(self, body: dict):
+        """The reply's chunks as they arrive; leaving the loop early closes the connection."""
+        try:
+            async with aconnect_sse(self._client, "POST", f"{self.url}/completions",
+                                    json={**body, "stream": True, "stream_options": {
+                                        "include_usage": True, "continuous_usage_stats": True,
+                                    }}) as source:
+                if source.response.status_code >= 400:
+                    await source.response.aread()
+                    raise self._http_error(source.response)
+                self._ok()
+                async for event in source.aiter_sse():
+                    if event.data.strip() == "[DONE]":
+                        return
+                    if event.data.strip():
+                        yield parse_chunk(event.data)
+        except httpx.HTTPError as exc:
+            raise self._failed(self._transport_error(exc)) from None
+        except (UnreadableReply, SSEError) as exc:
+            raise self._failed(self._garbage(exc)) from None
+        except EngineUnavailable as exc:
+            raise self._failed(exc) from None
+
+    # --- failures -----------------------------------------------------------------------------
+
+    def _ok(self) -> None:
+        self.health = EngineHealth("ready", checked=time.monotonic())
+
+    def _failed(self, exc: EngineUnavailable) -> EngineUnavailable:
+        state = "unreachable" if exc.unreachable else "error"
+        if self.health.state != state or self.health.error != exc.message:
+            log.warning("codecomp: completion engine %s: %s", state, exc.message)
+        self.health = EngineHealth(state, exc.message, exc.fix, time.monotonic())
+        return exc
+
+    def _transport_error(self, exc: httpx.HTTPError) -> EngineUnavailable:
+        where = f"the completion engine at {self.url}"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return EngineUnavailable(f"{where} did not accept a connection in time",
+                                     fix=START_FIX, unreachable=True)
+        if isinstance(exc, httpx.ConnectError):
+            return EngineUnavailable(f"{where} is not reachable ({exc})", fix=START_FIX,
+                                     unreachable=True)
+        if isinstance(exc, httpx.TimeoutException):
+            return EngineUnavailable(
+                f"{where} sent nothing for {self.read_timeout:g} s",
+                fix="the engine is overloaded or stuck: check it, or raise "
+                    "c.CodecompConfig.engine_read_timeout")
+        return EngineUnavailable(f"{where} broke off its reply ({exc.__class__.__name__})",
+                                 fix="check the engine's log; it may have been stopped",
+                                 unreachable=True)
+
+    def _http_error(self, response: httpx.Response) -> EngineUnavailable:
+        code = response.status_code
+        where = f"the completion engine at {self.url}"
+        if code in (401, 403):
+            return EngineUnavailable(
+                f"{where} refused the API key (HTTP {code})",
+                fix="set c.CodecompConfig.engine_api_key or CODECOMP_ENGINE_API_KEY to the key "
+                    "the engine was started with")
+        if code == 404:
+            return EngineUnavailable(
+                f"{where} has no {response.request.url.path} (HTTP 404)",
+                fix="engine_url is the OpenAI base URL, e.g. http://host:8000/v1")
+        return EngineUnavailable(f"{where} answered HTTP {code}: {_error_text(response)}",
+                                 fix="check the engine's log and engine_model")
+
+    def _garbage(self, exc: Exception) -> EngineUnavailable:
+        return EngineUnavailable(
+            f"the completion engine at {self.url} sent an unreadable reply: {exc}",
+            fix="engine_url must point at an OpenAI-compatible completions server (/v1)")
+
+
+class _Generation:
+    """One generate() call: the first tokens (for healing and alternatives), then one greedy
+    stream per alternative, with the product's stopping criteria on every token."""
+
+    def __init__(self, engine: HttpEngine, prompt_ids, criteria, heal, n, streamer):
+        self.engine, self.prompt_ids, self.criteria = engine, list(prompt_ids), criteria
+        self.heal, self.n, self.streamer = heal, n, streamer
+        self.cap = min((c.limit for c in criteria if isinstance(c, MaxNewTokens)), default=256)
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+        self.cached: int | None = None
+
+    def _ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    async def run(self) -> GenerationResult:
+        starts = [[]] if not self.heal and self.n == 1 else await self._first_tokens()
+        candidates = []
+        for rank, start in enumerate(starts[: self.n]):
+            candidates.append(await self._continue(start, self.streamer if rank == 0 else None))
+        self.timings["decode"] = self._ms() - self.timings.get("prefill", 0.0)
+        self.timings["total"] = self._ms()
+        return GenerationResult(candidates, len(self.prompt_ids), self.cached or 0, self.timings)
+
+    async def _first_tokens(self) -> list[list[tuple[int, float]]]:
+        """The alternatives' first tokens, best first, each reproducing the held-back text (a
+        token that covers only part of it is followed by the rest's own tokens)."""
+        top = HEAL_CANDIDATES if self.heal else self.n
+        reply = await self.engine.post(self.engine.body(self.prompt_ids, 1, logprobs=top))
+        self.timings["prefill"] = self._ms()
+        self.cached = reply.cached_tokens
+        ranked = reply.top_first or reply.tokens
+        starts = []
+        for token, logprob in ranked:
+            text = self.engine.tokenizer.decode([token], skip_special_tokens=False)
+            if text.startswith(self.heal):
+                starts.append([(token, logprob)])
+            elif text and self.heal.startswith(text):
+                rest = self.engine.tokenizer.encode(self.heal[len(text):], add_special_tokens=False)
+                starts.append([(token, logprob)] + [(i, 0.0) for i in rest.ids])
+        if not starts:  # no top token fits: go on from the held-back text's own tokens
+            own = self.engine.tokenizer.encode(self.heal, add_special_tokens=False).ids
+            starts = [[(i, 0.0) for i in own]]
+        return starts
+
+    async def _continue(self, start: list[tuple[int, float]], streamer) -> Candidate:
+        ids = [i for i, _ in start]
+        logprobs = [lp for _, lp in start]
+        text, done = self._state(ids)
+        if not done and len(ids) < self.cap:
+            body = self.engine.body(self.prompt_ids + ids, self.cap - len(ids))
+            async with aclosing(self.engine.stream(body)) as chunks:
+                text, done = await self._read(chunks, ids, logprobs, streamer, text)
+            # leaving the block closed the stream: the engine stops generating for us
+        score = sum(logprobs) / len(logprobs) if logprobs else 0.0
+        return Candidate(text, ids, score, "criteria" if done else "cap")
+
+    async def _read(self, chunks, ids, logprobs, streamer, text) -> tuple[str, bool]:
+        """Extend `ids` and `logprobs` from the stream until a criterion stops it, or it ends."""
+        async for chunk in chunks:
+            if self.cached is None and chunk.cached_tokens is not None:
+                self.cached = chunk.cached_tokens
+            if not chunk.tokens and not chunk.text:
+                continue
+            self.timings.setdefault("prefill", self._ms())
+            tokens = chunk.tokens or [(i, 0.0) for i in self.engine.tokenizer.encode(
+                chunk.text, add_special_tokens=False).ids]
+            ids += [i for i, _ in tokens]
+            logprobs += [lp for _, lp in tokens]
+            text, done = self._state(ids)
+            self.timings.setdefault("first_token", self._ms())
+            if done:
+                return text, True
+            if streamer is not None and self._healed(ids) and not text.endswith("\ufffd"):
+                streamer(text)
+        return text, False
+
+    def _state(self, ids: list[int]) -> tuple[str, bool]:
+        full = self.engine.tokenizer.decode(ids, skip_special_tokens=True)
+        text = full[len(self.heal):] if full.startswith(self.heal) else full
+        done = self._healed(ids) and any_stops(self.criteria, GenerationState(ids, text))
+        return text, done
+
+    def _healed(self, ids: list[int]) -> bool:
+        return len(self.engine.tokenizer.decode(ids, skip_special_tokens=True)) >= len(self.heal)
+
+
+async def _make_client(headers: dict, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    return httpx.AsyncClient(headers=headers, timeout=timeout, trust_env=False)
+
+
+async def _until_cancelled(work, cancel: threading.Event | None):
+    """Run `work`; if `cancel` gets set first, cancel it (which closes its stream) and raise."""
+    task = asyncio.ensure_future(work)
+    if cancel is None:
+        return await task
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.01)
+        if cancel.is_set() and not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            raise Cancelled()
+    return task.result()
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or response.text or response.reason_phrase)[:200]
