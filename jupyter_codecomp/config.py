@@ -7,12 +7,14 @@ a kernel uses the model and cache the server uses.
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 from dataclasses import fields
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_config_path
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default, validate
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
@@ -84,7 +86,9 @@ class CodecompConfig(Configurable):
     enabled = Bool(True, help="Serve completions at all (turn off for exams).").tag(config=True)
     disabled_paths = List(
         Unicode(),
-        help="Glob patterns of notebook paths that get no completions, e.g. ['exams/**'].",
+        help="Glob patterns of notebook paths that get no completions, e.g. ['exams/**']. On the "
+        "command line: --CodecompConfig.disabled_paths='[\"exams/**\"]', a comma list "
+        "(exams/**,quiz/*), or the option repeated.",
     ).tag(config=True)
     kernel_variables = Bool(
         True, help="Read live variables from the notebook's kernel for the prompt."
@@ -94,12 +98,32 @@ class CodecompConfig(Configurable):
     def _default_engine_api_key(self) -> str:
         return os.environ.get("CODECOMP_ENGINE_API_KEY", "")
 
+    @validate("disabled_paths")
+    def _expand_disabled_paths(self, proposal) -> list[str]:
+        """Each pattern as people type it: a JSON or Python list in one string (the command line
+        hands traitlets '["exams/**"]' as one string) or a comma list become their patterns."""
+        return [p for value in proposal["value"] for p in _split_patterns(value)]
+
     @default("cache_dir")
     def _default_cache_dir(self) -> str:
         return str(default_cache_dir())
 
     def service_settings(self) -> ServiceSettings:
         return ServiceSettings(**{f.name: getattr(self, f.name) for f in fields(ServiceSettings)})
+
+
+def _split_patterns(value: str) -> list[str]:
+    text = value.strip()
+    if text.startswith("["):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                items = parse(text)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(items, list) and all(isinstance(i, str) for i in items):
+                return [p for item in items for p in _split_patterns(item)]
+    # A glob never needs a comma ([,] aside): commas separate patterns.
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def load_jupyter_config() -> Config:
