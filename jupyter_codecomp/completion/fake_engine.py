@@ -44,12 +44,15 @@ class FakeEngine:
         *,
         token_delay: float = 0.0,
         gate: threading.Event | None = None,
+        prefill_delay: float = 0.0,
     ):
         self.tokenizer = byte_tokenizer()
         self.script = script
         self.token_delay = token_delay
         self.gate = gate  # when set, generation waits for it before the first token
         self.calls: list[str] = []  # prompt texts, in the order generation started
+        self.prefill_delay = prefill_delay  # seconds per prompt token of a warm prefill
+        self.warmed: list[str] = []  # prompt texts of finished warm prefills
         self._lock = threading.Lock()
         self._seen: dict[str, list[int]] = {}
 
@@ -85,6 +88,21 @@ class FakeEngine:
             return GenerationResult([candidate][:n], len(prompt_ids), cached,
                                     {"prefill": 0.0, "decode": total, "total": total,
                                      "first_token": total})
+
+    def prefill(self, prompt_ids: list[int], *, cancel: threading.Event | None = None,
+                cache_key: str = "") -> int:
+        """A warm request: `prefill_delay` per token, stopped by `cancel` between chunks of 16
+        tokens with what was filled kept, like `OnnxEngine.prefill`."""
+        with self._lock:
+            for start in range(0, len(prompt_ids), 16):
+                if cancel is not None and cancel.is_set():
+                    self._seen[cache_key] = list(prompt_ids[:start])
+                    raise Cancelled()
+                if self.prefill_delay:
+                    time.sleep(self.prefill_delay * len(prompt_ids[start:start + 16]))
+            self._seen[cache_key] = list(prompt_ids)
+            self.warmed.append(self.tokenizer.decode(prompt_ids, skip_special_tokens=False))
+            return len(prompt_ids)
 
     def _decode(self, ids, heal, criteria, streamer, cancel) -> Candidate:
         generated: list[int] = []

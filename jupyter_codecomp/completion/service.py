@@ -146,6 +146,22 @@ class CompletionService:
                                       cancel=cancel, cache_key=request.path or "")
         return result.prompt_tokens
 
+    def warm(self, request: CompletionRequest, variables: Variables = Variables(), *,
+             cancel: threading.Event | None = None) -> int:
+        """Prefill the prompt of `request` into the engine's KV cache and generate nothing, so
+        that the first keystroke at this place finds it ready (issue 17). Returns the prompt
+        tokens now cached. Raises `Cancelled` once `cancel` is set; what was filled stays."""
+        prompt = self.prompt(request, variables)
+        if not prompt.ids:
+            return 0
+        prefill = getattr(self.engine, "prefill", None)
+        if prefill is not None:
+            return prefill(prompt.ids, cancel=cancel, cache_key=request.path or "")
+        # An engine without a prefill-only path (a shared server): one token costs the same.
+        result = self.engine.generate(prompt.ids, criteria=[MaxNewTokens(1)], heal=prompt.heal,
+                                      cancel=cancel, cache_key=request.path or "")
+        return result.prompt_tokens
+
     def context_report(self, request: CompletionRequest, variables: Variables = Variables()) -> dict:
         """What the model would see for `request`: for teaching transparency and debugging."""
         prompt = self.prompt(request, variables)
