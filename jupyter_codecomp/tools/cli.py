@@ -171,9 +171,13 @@ class CompleteApp(_Base):
         from ..completion.protocol import CompletionRequest
         from ..completion.service import ServiceLoader
 
-        if not self.extra_args:
-            raise CodecompError("no input", fix="jupyter codecomp complete FILE  (or - for stdin)")
-        source = self._read(self.extra_args[0])
+        # Input piped in needs no `-`: `cat x.py | jupyter codecomp complete`.
+        name = self.extra_args[0] if self.extra_args else ("-" if not sys.stdin.isatty() else "")
+        if not name:
+            raise CodecompError("no input", fix="jupyter codecomp complete FILE  (or pipe it in)")
+        source = self._read(name)
+        if not self.extra_args and not source.strip():
+            raise CodecompError("no input", fix="jupyter codecomp complete FILE  (or pipe it in)")
         prefix, _, suffix = source.partition(self.cursor)
         if self.cursor not in source:
             prefix, suffix = source, ""
@@ -306,4 +310,3 @@ class CodecompApp(_Group):
 
 def main():
     CodecompApp.launch_instance()
-
