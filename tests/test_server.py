@@ -80,8 +80,9 @@ async def test_requests_without_a_token_are_refused(jp_fetch, http_server_client
         assert info.value.code in (401, 403)
 
 
-async def test_disabled_path_and_disabled_notebook(jp_fetch, jp_root_dir):
+async def test_disabled_path_and_disabled_notebook(jp_fetch, jp_root_dir, jp_serverapp):
     await wait_ready(jp_fetch)
+    jp_serverapp.web_app.settings["codecomp"].settings.disabled_paths = ["exams/**"]
     reply = json.loads((await post(jp_fetch, "complete", {
         "prefix": "x = ", "path": "exams/final/q1.ipynb"})).body)
     assert reply["completions"] == [] and reply["disabled"] == "disabled_paths"

@@ -14,8 +14,7 @@ def jp_server_config(tmp_path):
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
         # No model is loaded: the `fake_engine` fixture puts a service in place.
-        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu",
-                           "disabled_paths": ["exams/**"]},
+        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu"},
     }
 
 
@@ -37,7 +36,8 @@ async def test_second_keystroke_reuses_the_cached_prefix(jp_fetch, fake_engine):
     assert reply["context"]["cached_tokens"] > 10
 
 
-async def test_disabled_path_reaches_no_engine(jp_fetch, fake_engine):
+async def test_disabled_path_reaches_no_engine(jp_fetch, jp_serverapp, fake_engine):
+    jp_serverapp.web_app.settings["codecomp"].settings.disabled_paths = ["exams/**"]
     reply = await post(jp_fetch, {"prefix": "x = ", "path": "exams/final.ipynb"})
     assert reply["disabled"] == "disabled_paths" and reply["completions"] == []
     assert fake_engine.calls == []

@@ -174,7 +174,17 @@ class PromptBuilder:
             if spent > max_tokens and kept:
                 break
             kept.append(line)
+        if spent > max_tokens and len(kept) == 1:  # one line over the budget: keep its end
+            return self._line_end(kept[0], max_tokens)
         return "\n".join(reversed(kept))
+
+    def _line_end(self, line: str, max_tokens: int) -> str:
+        """The end of a line too long for the budget (a minified line, a long literal): the text
+        at the cursor matters, its start does not. Rarely over 4 characters a token in code."""
+        end = line[-4 * max_tokens:]
+        while end and self._count(end) > max_tokens:
+            end = end[len(end) // 8 + 1:]
+        return end
 
     def _head(self, text: str, max_tokens: int) -> str:
         if self._count(text) <= max_tokens:

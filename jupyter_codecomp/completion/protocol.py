@@ -7,6 +7,7 @@ raises `RequestError` naming the failing field, which the handlers turn into a 4
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -19,8 +20,14 @@ MAX_CELLS = 500
 MAX_CELL_CHARS = 100_000
 MAX_TEXT_CHARS = 200_000  # prefix and suffix each
 MAX_OUTPUT_CHARS = 2_000
-MAX_NEW_TOKENS = 512
+MAX_NEW_TOKENS = 512  # the ceiling of any configuration; the server's own limit may be lower
 MAX_ALTERNATIVES = 5
+MAX_ID_CHARS = 256  # WebSocket request ids and keys
+SHOWN_NAME_CHARS = 40  # an unknown field name quoted in an error message is cut to this
+
+# A lone UTF-16 surrogate (JSON allows "\ud800") cannot be encoded as UTF-8: the tokenizer and
+# the log would fail on it far from the request. It is refused here, naming the field.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class RequestError(ValueError):
@@ -53,12 +60,15 @@ class CompletionRequest:
     mode: Mode = "auto"
 
     @classmethod
-    def from_json(cls, body: Any) -> CompletionRequest:
+    def from_json(cls, body: Any, *, max_new_tokens: int = MAX_NEW_TOKENS,
+                  where: str = "body") -> CompletionRequest:
+        """`max_new_tokens` is the server's limit: a request over it is refused, not capped.
+        `where` names the body in messages ("request" inside a WebSocket message)."""
         if not isinstance(body, dict):
-            raise RequestError("body", "expected a JSON object")
-        unknown = set(body) - {f for f in cls.__dataclass_fields__}
+            raise RequestError(where, "expected a JSON object")
+        unknown = [name for name in body if name not in cls.__dataclass_fields__]
         if unknown:
-            raise RequestError(sorted(unknown)[0], "unknown field")
+            raise RequestError(shown_name(sorted(map(str, unknown))[0]), "unknown field")
         return cls(
             prefix=_string(body, "prefix", required=True, limit=MAX_TEXT_CHARS),
             suffix=_string(body, "suffix", limit=MAX_TEXT_CHARS),
@@ -67,7 +77,8 @@ class CompletionRequest:
             kernel_id=_optional_string(body, "kernel_id"),
             path=_optional_string(body, "path"),
             language=_string(body, "language", default="python", limit=64),
-            max_new_tokens=_optional_int(body, "max_new_tokens", 1, MAX_NEW_TOKENS),
+            max_new_tokens=_optional_int(body, "max_new_tokens", 1,
+                                         min(max_new_tokens, MAX_NEW_TOKENS)),
             n=_optional_int(body, "n", 1, MAX_ALTERNATIVES) or 1,
             mode=_choice(body, "mode", ("line", "block", "auto"), "auto"),
         )
@@ -80,6 +91,9 @@ class CompletionRequest:
 class Completion:
     text: str
     score: float = 0.0
+    # In [0, 1], from the model's token probabilities (postprocess.confidence): the frontend
+    # shows ghost text at or above its minConfidence (default: /codecomp/status min_confidence).
+    confidence: float = 0.0
 
 
 @dataclass
@@ -115,7 +129,49 @@ class CompletionReply:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class StreamMessage:
+    """One message a client sends on the WebSocket: a request (`id`, `request`, `key`?) or
+    `{"cancel": id}`. An id is a non-empty string or an integer (0 included) and comes back as
+    sent; a key is a string."""
+
+    id: str | int | None = None
+    request: Any = None  # validated by CompletionRequest.from_json once the id is known
+    key: str | None = None
+    cancel: str | int | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> StreamMessage:
+        if not isinstance(data, dict):
+            raise RequestError("message", "expected a JSON object")
+        unknown = [name for name in data if name not in cls.__dataclass_fields__]
+        if unknown:
+            raise RequestError(shown_name(sorted(map(str, unknown))[0]), "unknown field")
+        if "cancel" in data:
+            return cls(cancel=_stream_id(data, "cancel"))
+        request_id = _stream_id(data, "id")
+        key = data.get("key")
+        if key is not None:
+            key = _string(data, "key", limit=MAX_ID_CHARS)
+        return cls(id=request_id, request=data.get("request"), key=key)
+
+
+def shown_name(name: str) -> str:
+    """A client's field name as an error message may quote it: short, and always encodable."""
+    cut = name[:SHOWN_NAME_CHARS] + ("..." if len(name) > SHOWN_NAME_CHARS else "")
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 # --- validation helpers -------------------------------------------------------------------
+
+
+def _stream_id(data: dict, name: str) -> str | int:
+    value = data.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if value is None or value == "":
+        raise RequestError(name, "is required (a string or an integer)")
+    return _string(data, name, limit=MAX_ID_CHARS)
 
 
 def _string(body: dict, name: str, *, required=False, default="", limit: int) -> str:
@@ -123,12 +179,22 @@ def _string(body: dict, name: str, *, required=False, default="", limit: int) ->
         if required:
             raise RequestError(name, "is required")
         return default
-    value = body[name]
+    return _text(body[name], name, limit)
+
+
+def _text(value: Any, name: str, limit: int) -> str:
     if not isinstance(value, str):
-        raise RequestError(name, f"expected a string, got {type(value).__name__}")
+        raise RequestError(name, f"expected a string, got {_json_type(value)}")
     if len(value) > limit:
         raise RequestError(name, f"longer than {limit} characters")
+    if _SURROGATE.search(value):
+        raise RequestError(name, "contains an unpaired UTF-16 surrogate (not valid Unicode)")
     return value
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _optional_string(body: dict, name: str) -> str | None:
@@ -141,7 +207,7 @@ def _optional_int(body: dict, name: str, low: int, high: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(name, f"expected an integer, got {type(value).__name__}")
+        raise RequestError(name, f"expected an integer, got {_json_type(value)}")
     if not low <= value <= high:
         raise RequestError(name, f"must be between {low} and {high}")
     return value
@@ -149,13 +215,15 @@ def _optional_int(body: dict, name: str, low: int, high: int) -> int | None:
 
 def _choice(body: dict, name: str, choices: tuple[str, ...], default: str) -> Any:
     value = body.get(name, default)
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise RequestError(name, f"must be one of {', '.join(choices)}")
     return value
 
 
 def _cells(body: dict, name: str) -> tuple[Cell, ...]:
-    value = body.get(name) or []
+    value = body.get(name)
+    if value is None:
+        return ()
     if not isinstance(value, list):
         raise RequestError(name, "expected a list of cells")
     if len(value) > MAX_CELLS:
@@ -171,13 +239,12 @@ def _cells(body: dict, name: str) -> tuple[Cell, ...]:
             raise RequestError(f"{where}.cell_type", e.message) from None
         source = raw.get("source", "")
         if isinstance(source, list):  # nbformat allows a list of lines
-            source = "".join(str(s) for s in source)
-        if not isinstance(source, str):
-            raise RequestError(f"{where}.source", "expected a string")
-        if len(source) > MAX_CELL_CHARS:
-            raise RequestError(f"{where}.source", f"longer than {MAX_CELL_CHARS} characters")
-        outputs = raw.get("outputs") or ""
-        if not isinstance(outputs, str):
-            raise RequestError(f"{where}.outputs", "expected a short text")
+            if not all(isinstance(line, str) for line in source):
+                raise RequestError(f"{where}.source", "expected a string or a list of strings")
+            source = "".join(source)
+        source = _text(source, f"{where}.source", MAX_CELL_CHARS)
+        outputs = raw.get("outputs")
+        # Outputs are cut, not refused: a cell's output is not the student's to shorten.
+        outputs = "" if outputs is None else _text(outputs, f"{where}.outputs", 10 * MAX_CELL_CHARS)
         cells.append(Cell(cell_type, source, outputs[:MAX_OUTPUT_CHARS]))
     return tuple(cells)

@@ -8,6 +8,7 @@ formatted block. `ServiceLoader` loads it in the background and reports loading/
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Callable
 from ..errors import CodecompError, ModelNotReady
 from ..models.store import ModelDir, ModelStore
 from ..models.recipes import PromptFormat
+from ..models.store import rebuild_command, verify_checksums
 from .context import Variables, cells_below_shown
 from .engine import Engine
 from .postprocess import Trimmer, resolve_mode
@@ -105,7 +107,9 @@ class CompletionService:
         completions: list[Completion] = []
         for candidate in result.candidates:
             text = trimmer.trim(candidate.text).text
-            if all(c.text != text for c in completions) and (text or not completions):
+            # A NaN score means broken weights (the checksums catch most): never sent as JSON.
+            if math.isfinite(candidate.score) and all(
+                    c.text != text for c in completions) and (text or not completions):
                 completions.append(Completion(text, round(candidate.score, 4)))
         total = (time.perf_counter() - started) * 1000
         self.latencies_ms.append(total)
@@ -235,6 +239,7 @@ class ServiceLoader:
         try:
             store = ModelStore(self.settings.cache_dir)
             model = store.resolve(self.settings.model, device=_device_hint(self.settings.device))
+            verify_checksums(model)
             self.service = CompletionService.load(model, self.settings)
             self.state = "ready"
             self.load_seconds = round(time.perf_counter() - started, 2)
@@ -244,7 +249,10 @@ class ServiceLoader:
             self.error, self.state = exc, "failed"
             log.error("codecomp: the model is not available: %s", exc)
         except Exception as exc:  # an unexpected failure must not take the server down
-            self.error, self.state = CodecompError(f"loading failed: {exc}"), "failed"
+            # A file the runtime cannot read (a garbage tokenizer.json): rebuilding fixes it.
+            self.error = CodecompError(f"loading failed: {exc}",
+                                       fix=rebuild_command(self.settings.model))
+            self.state = "failed"
             log.exception("codecomp: loading the model failed")
 
     def status(self) -> dict:

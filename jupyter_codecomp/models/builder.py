@@ -35,6 +35,7 @@ from rich.progress import (
 
 from ..errors import CodecompError
 from .recipes import Recipe
+from .store import file_digests
 from .store import MANIFEST, Manifest, ModelDir, ModelStore, build_command, load_model_dir
 
 EXPORT_EXTRA_FIX = "pip install 'jupyter-codecomp[export]'  (torch first: pip install torch)"
@@ -93,6 +94,7 @@ def build_model(
             package_version=_package_version(),
             built_seconds=round(time.monotonic() - started, 1),
         )
+        manifest.sha256 = file_digests(output)  # checked at every load (verify_checksums)
         (output / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2))
         _replace(output, target)
     model = load_model_dir(target)

@@ -7,6 +7,7 @@ renames the whole folder into place, so a folder without a valid manifest is nev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,9 @@ class Manifest:
     files: dict[str, int] = field(default_factory=dict)  # relative path -> size in bytes
     package_version: str = ""
     built_seconds: float = 0.0
+    # sha256 of each file but the GGUF (gguf_sha256), written at build time and checked when a
+    # server loads the model: a file corrupted at its own size fails to load, never serves NaN.
+    sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -113,10 +117,63 @@ def build_command(name: str) -> str:
     return f"jupyter codecomp model build {name}"
 
 
+def rebuild_command(name_or_folder: str | Path) -> str:
+    """The command that rebuilds a model, by its recipe: the folder's manifest names it, else the
+    folder is named after it (`folder_name`), else the fix lists the recipes."""
+    from .recipes import available_recipes
+
+    folder = Path(name_or_folder)
+    if isinstance(name_or_folder, str) and os.sep not in name_or_folder and not folder.is_dir():
+        return build_command(name_or_folder) + " --force"
+    try:
+        recipe = json.loads((folder / MANIFEST).read_text())["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recipe = None
+    known = available_recipes()
+    if not isinstance(recipe, str) or recipe not in known:
+        recipe = folder.name.removesuffix("-cuda")
+    if recipe not in known:
+        recipe = "|".join(sorted(known)) or "RECIPE"
+    return build_command(recipe) + " --force"
+
+
+CHUNK_BYTES = 1 << 20
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of each file of a model folder but the manifest and the GGUF (gguf_sha256)."""
+    digests = {}
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder).as_posix()
+        if file.is_file() and rel not in (MANIFEST, "model.gguf"):
+            digests[rel] = _sha256(file)
+    return digests
+
+
+def verify_checksums(model: ModelDir) -> None:
+    """Every file the build recorded a checksum for, as built (about 1 s per GB; at load, in the
+    loader's thread). A model built before checksums existed is loaded unchecked."""
+    for rel, expected in model.manifest.sha256.items():
+        file = model.path / rel
+        if file.is_file() and _sha256(file) != expected:
+            raise ModelNotReady(
+                f"model {model.manifest.name} is corrupt: {rel} does not match its checksum",
+                fix=build_command(model.manifest.recipe) + " --force",
+            )
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as stream:
+        while chunk := stream.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_model_dir(path: Path, hint: str | None = None) -> ModelDir:
     """Check a built model cheaply (manifest, files present with their sizes) before loading it."""
     name = hint or path.name
-    fix = build_command(name if os.sep not in name else "NAME") + " --force"
+    fix = rebuild_command(path if os.sep in name else name)
     if not path.is_dir():
         raise ModelNotReady(f"no model folder at {path}", fix=build_command(name))
     try:

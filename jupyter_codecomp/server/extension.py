@@ -1,10 +1,16 @@
-"""The Jupyter server extension: configuration, background model loading, routes."""
+"""The Jupyter server extension: configuration, background model loading, routes.
+
+Whatever fails at start (a bad option, a missing model) is reported by /codecomp/status and the
+routes as `failed` with its fix; the server itself keeps running and stops cleanly."""
 
 from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
+from traitlets import TraitError
 
+from ..completion.service import ServiceLoader
 from ..config import CodecompConfig
+from ..errors import CodecompError
 from .completer import Completer
 from .handlers import handlers
 
@@ -13,9 +19,14 @@ class CodecompExtension(ExtensionApp):
     name = "jupyter_codecomp"
     classes = [CodecompConfig]
     load_other_extensions = True
+    completer: Completer | None = None
 
     def initialize_settings(self):
-        settings = CodecompConfig(parent=self.serverapp, config=self.serverapp.config)
+        try:
+            settings = CodecompConfig(parent=self.serverapp, config=self.serverapp.config)
+        except TraitError as exc:
+            self._start_failed(exc)
+            return
         self.completer = Completer(settings, self.serverapp)
         self.settings["codecomp"] = self.completer
         if settings.enabled:
@@ -27,8 +38,21 @@ class CodecompExtension(ExtensionApp):
             "enabled" if settings.enabled else "disabled",
         )
 
+    def _start_failed(self, exc: TraitError) -> None:
+        """A bad option: every route answers `failed` naming it (not a server that will not
+        stop, nor routes that 404). The defaults stand in for the settings; nothing loads."""
+        error = CodecompError(f"the configuration is invalid: {exc}",
+                              fix="correct the CodecompConfig option and restart the server")
+        self.log.error("codecomp: %s", error)
+        settings = CodecompConfig()
+        loader = ServiceLoader(settings.service_settings())
+        loader.state, loader.error = "failed", error
+        self.completer = Completer(settings, self.serverapp, loader)
+        self.settings["codecomp"] = self.completer
+
     def initialize_handlers(self):
         self.handlers.extend(handlers)
 
     async def stop_extension(self):
-        await self.completer.close()
+        if self.completer is not None:
+            await self.completer.close()

@@ -87,7 +87,8 @@ class CodecompMixin:
         if request.kernel_id and not await ensure_async(
             self.authorizer.is_authorized(self, self.current_user, "execute", "kernels")
         ):
-            raise ApiError(403, "forbidden", "kernel_id: reading a kernel needs the kernels permission")
+            raise ApiError(403, "forbidden",
+                           "kernel_id: reading a kernel needs the kernels permission")
         try:
             return await self.completer.decide(request.path, request.kernel_id)
         except PathError as exc:
@@ -149,7 +150,8 @@ class CodecompAPIHandler(CodecompMixin, APIHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else None
         self.set_header("Content-Type", "application/json")
-        self.finish(dumps({"error": {"code": str(status_code), "message": message or self._reason}}))
+        error = {"code": str(status_code), "message": message or self._reason}
+        self.finish(dumps({"error": error}))
 
     def _log(self):
         if self._quiet:
