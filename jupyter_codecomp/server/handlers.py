@@ -25,7 +25,7 @@ from ..completion.protocol import (
     RequestError,
     StreamMessage,
 )
-from ..errors import Cancelled, CodecompError, ModelNotReady
+from ..errors import Cancelled, CodecompError, EngineUnavailable, ModelNotReady
 from .completer import Busy, Completer
 from .policy import Decision, PathError
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 AUTH_RESOURCE = "codecomp"
 RETRY_AFTER_SECONDS = 2  # while the model loads (seconds, measured: 1-10 s per model)
 BUSY_RETRY_AFTER_SECONDS = 1
+ENGINE_RETRY_AFTER_SECONDS = 5  # the shared engine restarting takes seconds
 # The socket reads a message up to this size and answers one over MAX_BODY_BYTES with a JSON
 # 413 (the socket stays open); over it, tornado must stop reading: a JSON error, then a close.
 WS_READ_LIMIT = 4 * MAX_BODY_BYTES
@@ -125,6 +126,10 @@ class CodecompMixin:
         except Busy as exc:
             raise ApiError(503, "busy", exc.message,
                            {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}) from None
+        except EngineUnavailable as exc:  # the shared engine (engine_url) is down or failing
+            message = exc.message + (f"; {exc.fix}" if exc.fix else "")
+            raise ApiError(503, "engine_unavailable", message,
+                           {"Retry-After": str(ENGINE_RETRY_AFTER_SECONDS)}) from None
         return reply.to_json()
 
 
