@@ -65,6 +65,11 @@ class CodecompConfig(Configurable):
         _DEFAULTS.kv_cache_slots,
         help="Notebooks whose KV cache is kept (about 100 MB each for the default model).",
     ).tag(config=True)
+    min_confidence = Float(
+        _DEFAULTS.min_confidence, min=0.0, max=1.0,
+        help="Default of the editor's minConfidence: ghost text only for completions whose "
+        "confidence (0-1, from the model's token probabilities) is at least this.",
+    ).tag(config=True)
     engine_url = Unicode(
         _DEFAULTS.engine_url,
         help="Base URL of a shared OpenAI-compatible engine (vLLM, `jupyter codecomp serve`), "

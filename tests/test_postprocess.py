@@ -2,7 +2,7 @@
 
 import pytest
 
-from jupyter_codecomp.completion.postprocess import Trimmer, resolve_mode
+from jupyter_codecomp.completion.postprocess import NAIVE_RULES, Trimmer, resolve_mode
 
 CASES = [
     # (prefix, suffix, mode, generated, expected text, complete)
@@ -34,6 +34,22 @@ CASES = [
     ("def f(x):\n", "", "block", "    return x\n\n", "    return x", True),
     # An empty line whose completion is the suffix's next line adds nothing.
     ("a = 1\n", "\nprint(a)", "line", "print(a)\n", "", True),
+    # Brackets opened on earlier lines of the cell (the whole cell prefix is lexed).
+    ("x = foo(a,\n    b", "", "line", ")\nprint(x)", ")", True),
+    ("x = foo(a,\n    b", ")", "line", ")\nprint(x)", "", True),
+    ("data = {\n    'a': [1,\n", "", "line", "    2]}\nprint(data)", "    2]}", True),
+    ("s = '''a (\n", "", "line", "b'''\nx", "b'''", True),  # inside a string: no bracket
+    ("x = 1)\ny = (", "", "line", "2)\n", "2)", True),  # a stray closer above is no bracket
+    # A code line is not answered by a comment or a heading; the code after it is the answer.
+    ("x = 1\n", "", "line", "# Integer array\ny = np.arange(3)\n", "y = np.arange(3)", True),
+    ("x = 1\n", "", "line", "# ## A Dictionary\n\n# more\nd = {}\n", "d = {}", True),
+    ("x = 1\n", "", "line", "# Integer array", "", False),
+    ("x = 1\n# plot the ", "", "line", "mean\nplt.plot(x)", "mean", True),  # a comment line
+    ("def f():\n", "", "block", "    # the sum\n    return 1\n\nf()", "    # the sum\n    return 1",
+     True),
+    # Scaffolding of the prompt is never returned.
+    ("", "", "line", "# Variables in the running kernel:\n# df: DataFrame", "", True),
+    ("x = 1\n", "", "line", "# note\n# %%\ny = 2", "", True),
 ]
 
 
@@ -55,7 +71,8 @@ def test_a_stream_never_shows_what_may_still_be_cut():
     assert new_line.shown("print(b)") == "print(b)"
     assert new_line.trim("print(a)\n").text == ""
     assert Trimmer("x = 1\n", "", "line").shown("# %") == ""  # may yet be a cell marker
-    assert Trimmer("x = 1\n", "", "line").shown("# total") == "# total"
+    assert Trimmer("x = 1\n", "", "line").shown("# total") == ""  # a comment is not the answer
+    assert Trimmer("x = 1\n", "", "line").shown("# total\ntotal = 1") == "total = 1"
     block = Trimmer("def f(x):\n    ", "", "block")
     assert block.shown("y = x\n    ``") == "y = x"
     assert Trimmer("print(df.", ")", "line").shown("he") == "he"  # mid-line: shown at once
@@ -74,3 +91,11 @@ def test_a_stream_never_shows_what_may_still_be_cut():
 )
 def test_auto_mode(prefix, suffix, expected):
     assert resolve_mode(prefix, suffix, "auto") == expected
+
+
+def test_the_naive_rules_only_end_the_line():
+    """The evaluation's baseline keeps what the product's rules cut: scaffolding, comments."""
+    naive = Trimmer("x = 1\n", "", "line", NAIVE_RULES)
+    assert naive.trim("# %% [markdown]\n# Next").text == "# %% [markdown]"
+    assert naive.trim("# Integer array\ny = 2\n").text == "# Integer array"
+    assert Trimmer("x = 1\n", "", "line").trim("# Integer array\ny = 2\n").text == "y = 2"

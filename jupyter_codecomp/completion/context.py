@@ -21,9 +21,11 @@ class Variables:
     kernel: str | None = None  # "fresh", "cached", "dead", "unknown", ... (None: no kernel named)
 
 
-def cells_below_shown(request: CompletionRequest) -> tuple[Cell, ...]:
-    """The cells below, except on an empty line: there the model chooses what comes next, and
-    the lines below are what it copies instead. Measured on the corpus (benchmarks/RESULTS.md):
-    first token right on line tasks 31 % without them, 18 % with; blocks 6.2 % exact without
-    them, 0 % with."""
-    return () if is_empty_line(request.prefix, request.suffix) else request.cells_below
+def cells_below_shown(request: CompletionRequest, rule: str = "not_on_empty_line") -> tuple[Cell, ...]:
+    """The cells below, except on an empty line (`rule`: "not_on_empty_line"; "always" and
+    "never" are the evaluation's alternatives): there the model chooses what comes next, and the
+    lines below are what it copies instead. Measured on the corpus (benchmarks/RESULTS.md)."""
+    if rule == "never" or (rule == "not_on_empty_line"
+                           and is_empty_line(request.prefix, request.suffix)):
+        return ()
+    return request.cells_below

@@ -9,7 +9,9 @@
     # %% cells below ...<|fim_middle|>
 
 The current cell's prefix and suffix are always kept (up to hard caps). Cells above and below go
-in whole, nearest first, within their token budgets; markdown becomes short comments. The first
+in whole, nearest first, within their token budgets; markdown becomes short comments. A
+`PromptLayout` names each of these choices, so that the evaluation can set them side by side
+(`NAIVE` is the baseline every figure is read against: the cells above as plain code). The first
 cell above starts at a multiple of `above_step` cells, so that moving to the next cell keeps
 the start of the prompt, and the engine's KV cache with it, most of the time. The text
 before the cursor is tokenized as one piece and its last token is held back for token healing.
@@ -20,8 +22,8 @@ reuse applies.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Literal, Sequence
 
 from .protocol import Cell
 from ..models.recipes import PromptFormat
@@ -34,6 +36,41 @@ SUFFIX_MAX_TOKENS = 256
 # Tokens the healing step may hold back: only "word-like" tails, never a whole line.
 HEAL_MAX_CHARS = 12
 VARIABLES_HEADER = "# Variables in the running kernel:"
+CELL_MARKER = "# %%"
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """How the notebook is laid out as one file; each field is a decision of benchmarks/RESULTS.md."""
+
+    markdown: Literal["comments", "drop"] = "comments"  # markdown cells as short comments, or out
+    separator: Literal["marker", "blank"] = "marker"  # `# %%` before each cell, or a blank line
+    variables: Literal["beside", "top", "none"] = "beside"  # before the current cell, or the prompt
+    below: Literal["not_on_empty_line", "always", "never"] = "not_on_empty_line"
+    heal: bool = True  # token healing of the prefix's last token
+    budget_above: int = 1024  # tokens of cells above
+
+    def with_options(self, options: dict[str, str]) -> PromptLayout:
+        """A copy with `options` (from the evaluation's variant names) applied; ValueError names
+        a bad one."""
+        values: dict = {}
+        for name, value in options.items():
+            if name not in self.__dataclass_fields__:
+                raise ValueError(name)
+            current = getattr(self, name)
+            if isinstance(current, bool):
+                values[name] = value in ("1", "true", "yes", "on")
+            elif isinstance(current, int):
+                values[name] = int(value)
+            else:
+                values[name] = value
+        return replace(self, **values)
+
+
+# The baseline of every comparison (issue 13): the cells above as plain code in FIM, a 1500-token
+# budget, token healing, nothing else.
+NAIVE = PromptLayout(markdown="drop", separator="blank", variables="none", below="never",
+                     budget_above=1500)
 
 
 @dataclass(frozen=True)
@@ -67,14 +104,18 @@ class PromptBuilder:
         decode_one: Callable[[int], str],
         fmt: PromptFormat,
         *,
-        budget_above: int = 1024,
+        budget_above: int | None = None,
         budget_below: int = 256,
         above_step: int = 4,
+        layout: PromptLayout = PromptLayout(),
     ):
         self.encode = encode
         self.fmt = fmt
         self.decode_one = decode_one
-        self.budget_above = budget_above
+        if budget_above is not None:
+            layout = replace(layout, budget_above=budget_above)
+        self.layout = layout
+        self.budget_above = layout.budget_above
         self.budget_below = budget_below
         self.above_step = above_step
         self._special = {
@@ -99,20 +140,24 @@ class PromptBuilder:
         parts: list[PromptPart] = []
         above, above_parts = self._select(cells, self.budget_above, "cell_above", above=True)
         below, below_parts = self._select(cells_below, self.budget_below, "cell_below", above=False)
+        layout = self.layout
+        # "beside": between the cells above and the current cell: near the cursor, and after the
+        # part of the prompt that running a cell leaves unchanged, so the engine still reuses the
+        # cells above when the kernel state changes.
+        if variables and layout.variables != "none":
+            block = self._separator() + f"{VARIABLES_HEADER}\n{variables.rstrip()}\n\n"
+            part = PromptPart("variables", variables, self._count(block))
+            if layout.variables == "top":
+                above, above_parts = block + above, [part, *above_parts]
+            else:
+                above, above_parts = above + block, [*above_parts, part]
         parts += above_parts
-        # The variables sit between the cells above and the current cell: near the cursor, and
-        # after the part of the prompt that running a cell leaves unchanged, so the engine still
-        # reuses the cells above when the kernel state changes.
-        if variables:
-            block = f"# %%\n{VARIABLES_HEADER}\n{variables.rstrip()}\n\n"
-            above += block
-            parts.append(PromptPart("variables", variables, self._count(block)))
         if above:
-            above += "# %%\n"
+            above += self._separator()
         prefix = self._tail(prefix, PREFIX_MAX_TOKENS)
         before_ids = self.encode(above + prefix)
         heal = ""
-        if before_ids and prefix:
+        if before_ids and prefix and layout.heal:
             last = self.decode_one(before_ids[-1])
             if last and len(last) <= HEAL_MAX_CHARS and prefix.endswith(last) and _healable(last):
                 heal = last
@@ -131,7 +176,8 @@ class PromptBuilder:
                    *self.encode(after), self._special["middle"]]
         else:
             ids = before_ids
-        dropped = len(cells) + len(cells_below) - len(above_parts) - len(below_parts)
+        dropped = len(cells) + len(cells_below) - sum(
+            p.kind in ("cell_above", "cell_below") for p in parts)
         return Prompt(ids, heal, parts, dropped)
 
     # --- pieces -------------------------------------------------------------------------------
@@ -144,7 +190,7 @@ class PromptBuilder:
         chosen: list[tuple[int, str, int]] = []
         spent = 0
         for index in order:
-            text = cell_text(cells[index])
+            text = cell_text(cells[index], self.layout)
             if not text:
                 continue
             tokens = self._count(text)
@@ -158,6 +204,9 @@ class PromptBuilder:
         chosen.sort()
         parts = [PromptPart(kind, text, tokens, index) for index, text, tokens in chosen]
         return "".join(text for _, text, _ in chosen), parts
+
+    def _separator(self) -> str:
+        return CELL_MARKER + "\n" if self.layout.separator == "marker" else ""
 
     def _count(self, text: str) -> int:
         return len(self.encode(text)) if text else 0
@@ -208,19 +257,20 @@ def _healable(token: str) -> bool:
     return not token.strip() and not token.endswith("\n")
 
 
-def cell_text(cell: Cell) -> str:
-    """A cell as it appears in the notebook-as-a-file, with its `# %%` marker."""
+def cell_text(cell: Cell, layout: PromptLayout = PromptLayout()) -> str:
+    """A cell as it appears in the notebook-as-a-file, after its `# %%` marker (or a blank line)."""
     source = cell.source.rstrip()
-    if not source:
+    marker = layout.separator == "marker"
+    if not source or cell.cell_type == "raw":
         return ""
     if cell.cell_type == "markdown":
+        if layout.markdown == "drop":
+            return ""
         lines = [ln.strip() for ln in source.splitlines() if ln.strip()][:MARKDOWN_MAX_LINES]
         text = "\n".join(f"# {ln}" for ln in lines)[:MARKDOWN_MAX_CHARS]
-        return f"# %% [markdown]\n{text}\n\n"
-    if cell.cell_type == "raw":
-        return ""
+        return f"{CELL_MARKER} [markdown]\n{text}\n\n" if marker else f"{text}\n\n"
     out = ""
     if cell.outputs.strip():
         first = cell.outputs.strip().splitlines()[0][:OUTPUT_MAX_CHARS]
         out = f"# Out: {first}\n"
-    return f"# %%\n{source}\n{out}\n"
+    return f"{CELL_MARKER}\n{source}\n{out}\n" if marker else f"{source}\n{out}\n"

@@ -21,36 +21,50 @@ from ..models.recipes import PromptFormat
 from ..models.store import rebuild_command, verify_checksums
 from .context import Variables, cells_below_shown
 from .engine import Engine
-from .postprocess import Trimmer, resolve_mode
-from .prompt import Prompt, PromptBuilder
+from .postprocess import PRODUCT_RULES, Trimmer, confidence, kept_logprobs, resolve_mode
+from .postprocess.rules import Rules
+from .prompt import Prompt, PromptBuilder, PromptLayout
 from .protocol import Completion, CompletionReply, CompletionRequest, ContextInfo, Timings
 from .settings import ServiceSettings
 from .stopping import MaxNewTokens, StopTokens, TextComplete
 
 log = logging.getLogger(__name__)
 
+# Alternatives asked for when the first is cut to nothing (measured: issue 13's runs).
+FALLBACK_ALTERNATIVES = 3
+
 
 class CompletionService:
     """The pipeline over one engine and the prompt format of the model it serves."""
 
     def __init__(self, engine: Engine, fmt: PromptFormat, name: str,
-                 settings: ServiceSettings = ServiceSettings()):
+                 settings: ServiceSettings = ServiceSettings(), *,
+                 layout: PromptLayout | None = None, rules: Rules = PRODUCT_RULES):
         self.engine = engine
         self.name = name
         self.settings = settings
+        self.fmt = fmt
+        self.rules = rules
         tokenizer = engine.tokenizer
+        self.layout = layout or PromptLayout(budget_above=settings.context_tokens)
         self.prompts = PromptBuilder(
             lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
             tokenizer.token_to_id,
             lambda i: tokenizer.decode([i], skip_special_tokens=False),
             fmt,
-            budget_above=settings.context_tokens,
             budget_below=settings.context_tokens_below,
+            layout=self.layout,
         )
         self.stop_ids = frozenset(
             i for i in (tokenizer.token_to_id(t) for t in fmt.stop_tokens) if i is not None
         )
         self.latencies_ms: deque[float] = deque(maxlen=200)
+
+    def variant(self, layout: PromptLayout, rules: Rules) -> CompletionService:
+        """The same engine (and KV caches) under another prompt layout and trimmer rules: the
+        evaluation's variants, the naive baseline among them."""
+        return CompletionService(self.engine, self.fmt, self.name, self.settings,
+                                 layout=layout, rules=rules)
 
     @classmethod
     def load(cls, model: ModelDir, settings: ServiceSettings) -> CompletionService:
@@ -68,7 +82,8 @@ class CompletionService:
 
     def prompt(self, request: CompletionRequest, variables: Variables = Variables()) -> Prompt:
         return self.prompts.build(
-            request.prefix, request.suffix, request.cells, cells_below_shown(request), variables.block
+            request.prefix, request.suffix, request.cells,
+            cells_below_shown(request, self.layout.below), variables.block,
         )
 
     def complete(
@@ -78,11 +93,14 @@ class CompletionService:
         *,
         streamer: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        trace: list[list[float]] | None = None,
     ) -> CompletionReply:
+        """`trace`, when given, receives each completion's kept token log-probabilities (the
+        evaluation compares confidence statistics on them)."""
         started = time.perf_counter()
         prompt = self.prompt(request, variables)
         mode = resolve_mode(request.prefix, request.suffix, request.mode)
-        trimmer = Trimmer(request.prefix, request.suffix, mode)
+        trimmer = Trimmer(request.prefix, request.suffix, mode, self.rules)
         default_cap = (self.settings.max_new_tokens if mode == "line"
                        else self.settings.block_max_new_tokens)
         cap = min(request.max_new_tokens or default_cap, self.settings.max_new_tokens_limit)
@@ -104,13 +122,31 @@ class CompletionService:
             cancel=cancel,
             cache_key=request.path or "",
         )
+        trimmed = [trimmer.trim(c.text).text for c in result.candidates]
+        if self.rules is PRODUCT_RULES and request.n == 1 and trimmed and not trimmed[0]:
+            # The first alternative was cut to nothing (a line the suffix already has, a comment,
+            # scaffolding): the next one is the suggestion. The prompt is in the KV cache.
+            result2 = self.engine.generate(prompt.ids, criteria=criteria, heal=prompt.heal,
+                                           n=FALLBACK_ALTERNATIVES, cancel=cancel,
+                                           cache_key=request.path or "")
+            result.candidates = result2.candidates
+            result.timings_ms["decode"] = (result.timings_ms.get("decode", 0.0)
+                                           + result2.timings_ms.get("decode", 0.0))
+            trimmed = [trimmer.trim(c.text).text for c in result.candidates]
+            order = sorted(range(len(trimmed)), key=lambda k: not trimmed[k])
+            result.candidates = [result.candidates[k] for k in order][:1]
+            trimmed = [trimmed[k] for k in order][:1]
         completions: list[Completion] = []
-        for candidate in result.candidates:
-            text = trimmer.trim(candidate.text).text
+        for candidate, text in zip(result.candidates, trimmed):
             # A NaN score means broken weights (the checksums catch most): never sent as JSON.
             if math.isfinite(candidate.score) and all(
                     c.text != text for c in completions) and (text or not completions):
-                completions.append(Completion(text, round(candidate.score, 4)))
+                logprobs = kept_logprobs(candidate.text, text, candidate.token_ids,
+                                         candidate.token_logprobs, self._decode, prompt.heal)
+                completions.append(Completion(text, round(candidate.score, 4),
+                                              confidence(logprobs)))
+                if trace is not None:
+                    trace.append(logprobs)
         total = (time.perf_counter() - started) * 1000
         self.latencies_ms.append(total)
         t = result.timings_ms
@@ -165,6 +201,9 @@ class CompletionService:
         result = self.engine.generate(prompt.ids, criteria=[MaxNewTokens(1)], heal=prompt.heal,
                                       cancel=cancel, cache_key=request.path or "")
         return result.prompt_tokens
+
+    def _decode(self, ids) -> str:
+        return self.engine.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def context_report(self, request: CompletionRequest, variables: Variables = Variables()) -> dict:
         """What the model would see for `request`: for teaching transparency and debugging."""
@@ -267,6 +306,7 @@ class ServiceLoader:
             "error": self.error.message if self.error else None,
             "fix": self.error.fix if self.error else None,
             "latency_ms": service.latency_summary() if service else {"last": None, "p50": None},
+            "min_confidence": self.settings.min_confidence,
         }
 
 

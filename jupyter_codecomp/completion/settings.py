@@ -21,6 +21,9 @@ class ServiceSettings:
     context_tokens_below: int = 256
     context_length: int = 4096  # KV cache: prompt plus generated tokens
     kv_cache_slots: int = 4  # notebooks whose KV cache is kept
+    # Ghost text is shown at or above this completion confidence (the frontend's minConfidence
+    # default, read from /codecomp/status `min_confidence`); chosen on the corpus, RESULTS.md.
+    min_confidence: float = 0.3
     # A shared OpenAI-compatible engine (vLLM, `jupyter codecomp serve`); "" runs the model
     # in-process. `model` still names the recipe whose tokenizer and prompt format build the prompt.
     engine_url: str = ""  # the base URL, e.g. http://gpu-node:8000/v1

@@ -214,16 +214,19 @@ class EvalApp(_Base):
     kernel = Bool(False, help="Execute the notebooks in a real kernel: live variables and "
                               "the kernel's own completion as a baseline.").tag(config=True)
     variants = Unicode(
-        "cell,above,above+below,above+variables,above+below+variables",
-        help="Context variants, comma-separated: cell, or the parts added to the current cell "
-             "joined with '+' (above, below, variables).",
+        "product,naive",
+        help="Variants, comma-separated: product, naive, cell, or the parts added to the current "
+             "cell joined with '+' (above, below, variables); options after '/', e.g. "
+             "product/budget_above=1500 (see jupyter_codecomp.tools.evaluation).",
     ).tag(config=True)
-    kinds = Unicode("line,mid", help="Task kinds, comma-separated: line, mid, block.").tag(config=True)
+    kinds = Unicode("line,mid,block",
+                    help="Task kinds, comma-separated: line, mid, block.").tag(config=True)
     mode = Enum(["auto", "line", "block"], "auto",
                 help="Completion mode of every request; auto is what the editor asks for.").tag(config=True)
-    out = Unicode("codecomp-eval", help="Folder for results.json and results.png.").tag(config=True)
+    out = Unicode("codecomp-eval", help="Folder for results.json and the charts.").tag(config=True)
     seed = Int(0).tag(config=True)
-    tasks_per_notebook = Int(40).tag(config=True)
+    tasks_per_notebook = Int(40, help="Tasks drawn per notebook and kind group; a path given "
+                                      "as PATH:N draws N from each of its notebooks.").tag(config=True)
     cell_timeout = Int(60, help="Seconds a notebook cell may run.").tag(config=True)
     flags = {"kernel": ({"EvalApp": {"kernel": True}}, kernel.help)}
     aliases = {
@@ -240,22 +243,24 @@ class EvalApp(_Base):
     def run(self):
         from rich.progress import Progress
 
-        from .evaluation import KINDS, collect_notebooks, evaluate, variant_parts, write_outputs
+        from .eval_report import print_report, write_outputs
+        from .evaluation import KINDS, evaluate, notebook_counts, parse_variant
         from ..completion.service import ServiceLoader
 
-        notebooks = collect_notebooks(self.extra_args)
+        notebooks = notebook_counts(self.extra_args, self.tasks_per_notebook)
         if not notebooks:
             raise CodecompError("no notebooks given", fix="jupyter codecomp eval NOTEBOOK_OR_DIR...")
-        parts = {}
+        parsed = {}
         for variant in _listed(self.variants):
             try:
-                parts[variant] = variant_parts(variant)
+                parsed[variant] = parse_variant(variant, kernel=self.kernel)
             except ValueError as exc:
                 raise CodecompError(f"unknown variant part {exc.args[0]!r} in {variant!r}",
-                                    fix="use cell, or above, below, variables joined with '+'") from None
+                                    fix="use product, naive, cell, or above, below, variables "
+                                        "joined with '+', options as /field=value") from None
         kinds = tuple(_choices(self.kinds, KINDS, "kind"))
-        variants = [v for v in parts if self.kernel or "variables" not in parts[v]]
-        if len(variants) < len(parts):
+        variants = [v for v in parsed if self.kernel or "variables" not in parsed[v].parts]
+        if len(variants) < len(parsed):
             console.print("[yellow]the variables variants need --kernel; skipped[/]")
         settings = self.settings
         # Each variant has its KV cache, as each notebook has in the server: with fewer slots
@@ -268,20 +273,7 @@ class EvalApp(_Base):
                               cell_timeout=self.cell_timeout, kinds=kinds, mode=self.mode,
                               progress=progress)
         json_path, png_path = write_outputs(report, Path(self.out))
-        table = Table(title=f"{report['model']}: {report['tasks']} tasks, seed {report['seed']}")
-        widest = max(len(row["variant"]) for row in report["summary"])
-        table.add_column("variant", no_wrap=True, min_width=widest)
-        table.add_column("kind")
-        for column in ("n", "EM %", "edit sim %", "first token %", "p50 ms", "reused %"):
-            table.add_column(column, justify="right")
-        for row in report["summary"]:
-            table.add_row(row["variant"], row["kind"], str(row["n"]), f"{row['exact_match']:.1f}",
-                          f"{row['edit_similarity']:.1f}", f"{row['first_token']:.1f}",
-                          f"{row['latency_ms_p50']:.0f}", f"{row['reused_pct']:.0f}")
-        Console().print(table)
-        for notebook, errors in report["cell_errors"].items():
-            console.print(f"[dim]{notebook}: {len(errors)} cell error(s), e.g. "
-                          f"{next(iter(errors.values()))}[/]")
+        print_report(report, Console(width=max(160, Console().width)), console)
         console.print(f"wrote {json_path} and {png_path}")
 
 
