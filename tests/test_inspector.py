@@ -4,17 +4,21 @@ kernel expression's hygiene, reply parsing and the prompt block."""
 from __future__ import annotations
 
 import ast
+import dis
 import json
 import math
+import sys
 import time
+import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jupyter_codecomp.kernel.inspector import (
+from jupyter_codecomp.kernel.variables import (
     KERNEL_EXPRESSION,
-    KERNEL_SNIPPET,
+    PROBE_SOURCE,
+    SIGNATURES_SOURCE,
     InspectorError,
     Variable,
     format_variables,
@@ -182,7 +186,7 @@ def test_signatures_and_classes():
     async def fetch(url, /, retries=3, *args, timeout=None):
         pass
 
-    def big_default(x=list(range(1000)), y=Trap(), z=10 ** 100):
+    def big_default(x=list(range(1000)), y=Trap(), z=10 ** 100):  # noqa: B006 - on purpose
         pass
 
     found = by_name(inspect_namespace({
@@ -274,11 +278,36 @@ def test_kernel_expression_leaves_the_namespace_alone():
     result = eval(KERNEL_EXPRESSION, ns)  # what the kernel's user_expressions does
     assert ns == before and TOUCHED == []
     assert [v["name"] for v in json.loads(result)] == ["df", "trap"]
-    # The snippet is self-contained: it runs from its text alone, in an empty namespace.
-    scope: dict = {}
-    exec(KERNEL_SNIPPET, scope)
-    assert json.loads(scope["_kernel_side"]({"x": 1})) == [
+
+
+def test_the_probe_runs_from_its_text_alone():
+    probe: dict = {"__builtins__": __builtins__}
+    signatures: dict = {"__builtins__": __builtins__}
+    exec(PROBE_SOURCE, probe)
+    exec(SIGNATURES_SOURCE, signatures)
+    assert json.loads(probe["namespace_json"]({"x": 1}, (), sys, signatures, 60, 30, 1.0)) == [
         {"name": "x", "type": "int", "value": "1"}]
+    # No import statement: an import reads sys.modules, which user code can fill.
+    for source in (PROBE_SOURCE, SIGNATURES_SOURCE):
+        tree = ast.parse(source)
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def _names_loaded(code) -> set[str]:
+    """Every name a code object (and the code objects inside it) resolves from globals or
+    builtins."""
+    found = {i.argval for i in dis.get_instructions(code)
+             if i.opname in ("LOAD_NAME", "LOAD_GLOBAL", "IMPORT_NAME",
+                             "LOAD_FROM_DICT_OR_GLOBALS")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= _names_loaded(const)
+    return found
+
+
+def test_kernel_expression_resolves_no_name():
+    # The user's namespace is the expression's globals: any name could be theirs.
+    assert _names_loaded(compile(KERNEL_EXPRESSION, "<expr>", "eval")) == set()
 
 
 def reply_of(text: str, status: str = "ok") -> dict:

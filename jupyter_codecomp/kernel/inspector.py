@@ -1,479 +1,398 @@
-"""The variables block: what a kernel's namespace holds, read without running user code.
+"""The probe: a kernel namespace described without running any of the user's code.
 
-The kernel side (`_kernel_side`, below) is plain Python that imports only the standard library, so
-it runs in any Python kernel, with or without this package installed. The server sends its source
-text inside one fixed `user_expressions` entry (`KERNEL_EXPRESSION`); text from a request is never
-executed. The `%complete` magic calls the same function in-process (`inspect_namespace`).
-
-Never trigger user code:
-- an object's type comes from `type(obj)` and the type's own slots (`type.__dict__` descriptors),
-  never from `obj.__class__`, `isinstance` or attribute access that a class could override;
-- attributes are read only on known types: numpy arrays through `ndarray`'s own C descriptors,
-  torch tensors of the exact base types, pandas objects whose class lives in pandas;
-- `len` and `repr` only through the builtin base type (`list.__len__(obj)`, `str.__repr__(obj)`),
-  so a subclass's override is never called; `repr` only of small scalars and short strings;
-- function signatures are rebuilt from the code object, defaults shown only when they are small
-  builtin scalars, annotations only when they are strings or types (and never on Python >= 3.14,
-  where reading annotations may evaluate them).
-Output is bounded: at most `max_vars` entries (the most recent), clipped strings, capped columns,
-and a time budget after which the remaining names are listed by type only.
+This file and `signatures.py` are sent to kernels as their text (`variables.py` builds the
+expression). They import nothing and run in fresh globals dicts whose `__builtins__` is the
+interpreter's own, so no name here resolves from the user's namespace or a rebound `__builtins__`
+(an `import` would read `sys.modules`, which user code can fill). The namespace, `sys` and the
+limits come in as arguments. The rules that keep user code from running:
+- a class is `type(value)`, read through `type`'s own slots (`__mro__`, `__dict__`,
+  `__qualname__`), never through attribute access a metaclass could intercept; `in` and `==` are
+  never applied to user objects (a metaclass `__eq__` would run): identity only;
+- a library class is trusted by identity: numpy's when compiled (non-heap, which Python code cannot
+  make); pandas's when its module is a plain module whose `DataFrame.columns` has a compiled
+  `__get__`, and then only for objects of pandas's exact classes whose arrays and axes are numpy's
+  or pandas's own (a user ExtensionArray is never called). A module assembled from the real
+  libraries' parts to impersonate them is out of reach, as is a patched `builtins` module;
+- labels and values are shown only when their exact class is a builtin scalar; dicts user code can
+  fill (the namespace, `sys.modules`, module and instance dicts) are read by iterating their items
+  and keeping exact-`str` keys, so no key's `__eq__`/`__hash__` runs; lengths come from the
+  builtin base (`list.__len__(obj)`).
+Every step is bounded (the last `max_vars` names, `max_columns` columns, clipped text): nothing
+waits. A time budget, when the real clock is found, lists the rest by type.
 """
 
-from __future__ import annotations
+HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class that Python code creates
+SKIP = ("In", "Out", "exit", "quit", "get_ipython")
 
-import ast
-import inspect
-import json
-import sys
-from dataclasses import asdict, dataclass, field
+FUNCTION = type(lambda: 0)
+METHOD = type((lambda: 0).__get__(0))
+BUILTIN = type(len)
+GETSET = type(type.__dict__["__dict__"])
+SLOT = type(object.__dict__["__init__"])  # a compiled slot method (wrapper_descriptor)
+_TYPE = type.__dict__
+type_qualname = _TYPE["__qualname__"].__get__
+type_module = _TYPE["__module__"].__get__
+type_mro = _TYPE["__mro__"].__get__
+MODULE = type_mro(type(len.__self__))[-2]  # ModuleType, even if the builtins module's class moved
+type_dict = _TYPE["__dict__"].__get__
+type_flags = _TYPE["__flags__"].__get__
+module_dict = MODULE.__dict__["__dict__"].__get__
+builtin_self = BUILTIN.__dict__["__self__"].__get__
+ESCAPES = {i: f"\\u{i:04x}" for i in range(32)}
+ESCAPES.update({34: '\\"', 92: "\\\\"})
+ESCAPES.update({i: "\ufffd" for i in range(0xD800, 0xE000)})  # lone surrogates are not UTF-8
 
-MAX_VARIABLES = 60
-MAX_COLUMNS = 30
-BLOCK_MAX_CHARS = 1500
-LINE_MAX_CHARS = 300
+
+# --- reading without hooks -------------------------------------------------------------------
 
 
-# --- kernel side: self-contained, standard library only, sent to kernels as source text --------
+def one_of(kind, classes):
+    """`kind in classes` by identity: `in` would call a metaclass's `__eq__`."""
+    for klass in classes:
+        if klass is kind:
+            return True
+    return False
 
 
-def _kernel_side(ns, hidden=(), max_vars=60, max_columns=30, budget_s=1.0):  # pragma: no cover
-    import json as _json
-    import sys as _sys
-    import time as _time
-    import types as _types
+def sub(kind, base):
+    """issubclass without `__subclasscheck__`: identity over the MRO."""
+    return one_of(base, type_mro(kind))
 
-    start = _time.monotonic()
-    tdict = type.__dict__
-    type_qualname = tdict["__qualname__"].__get__
-    type_module = tdict["__module__"].__get__
-    type_mro = tdict["__mro__"].__get__
-    type_ns = tdict["__dict__"].__get__
-    module_dict = _types.ModuleType.__dict__["__dict__"].__get__
-    function = _types.FunctionType
-    fdict = function.__dict__
-    skip = ("In", "Out", "exit", "quit", "get_ipython")
 
-    def clip(text, n=80):
-        return text if len(text) <= n else text[: n - 1] + "\u2026"
+def compiled_class(value):
+    """`value` when it is a class made by compiled code (Python code cannot make one), else None."""
+    return value if sub(type(value), type) and not type_flags(value) & HEAPTYPE else None
 
-    def sub(kind, base):  # issubclass without any user hook (identity over the MRO)
-        for klass in type_mro(kind):
-            if klass is base:
-                return True
+
+def text(value):
+    """An exact `str` copy of a str (a subclass's methods never run), else None."""
+    return str.__str__(value) if sub(type(value), str) else None
+
+
+def clip(value, n=80):
+    return value if len(value) <= n else value[: n - 1] + "\u2026"
+
+
+def str_items(mapping):
+    """A plain dict of the exact-`str` keys of a dict, read by iteration: no key is hashed or
+    compared, so a key object's `__eq__`/`__hash__` never runs."""
+    if not sub(type(mapping), dict):
+        return {}
+    return {key: value for key, value in dict.items(mapping) if type(key) is str}
+
+
+def instance_dict(obj):
+    """The instance's `__dict__` through the compiled descriptor of its class, or {}."""
+    for klass in type_mro(type(obj)):
+        descriptor = type_dict(klass).get("__dict__")
+        if descriptor is not None:
+            return str_items(descriptor.__get__(obj)) if type(descriptor) is GETSET else {}
+    return {}
+
+
+def exports(modules, name):
+    """A module's globals when `modules[name]` is a plain module object (not a subclass)."""
+    module = modules.get(name)
+    return str_items(module_dict(module)) if type(module) is MODULE else {}
+
+
+def to_json(value):
+    kind = type(value)
+    if kind is str:
+        return '"' + str.translate(value, ESCAPES) + '"'
+    if kind is int:
+        return int.__repr__(value)
+    if kind is list:
+        return "[" + ",".join([to_json(item) for item in value]) + "]"
+    if kind is dict:
+        return "{" + ",".join([to_json(k) + ":" + to_json(v) for k, v in value.items()]) + "}"
+    return "null"
+
+
+# --- the libraries the probe trusts ----------------------------------------------------------
+
+
+def numpy_classes(modules):
+    names = exports(modules, "numpy")
+    ndarray, generic = compiled_class(names.get("ndarray")), compiled_class(names.get("generic"))
+    dtype = compiled_class(names.get("dtype"))
+    if ndarray is None or generic is None or dtype is None:
+        return {}
+    number = compiled_class(names.get("number"))
+    scalars = [v for v in names.values() if compiled_class(v) is not None and sub(v, generic)]
+    numeric = [k for k in scalars if (number is not None and sub(k, number)) or
+               type_qualname(k) == "bool"]
+    dtypes = [v for v in exports(modules, "numpy.dtypes").values()
+              if compiled_class(v) is not None and sub(v, dtype)]
+    return {"ndarray": ndarray, "dtype": dtype, "scalars": scalars, "numeric": numeric,
+            "dtypes": dtypes}
+
+
+def pandas_classes(modules, ndarray):
+    names = exports(modules, "pandas")
+    frame = names.get("DataFrame")
+    if ndarray is None or not sub(type(frame), type):
+        return {}
+    axis = type_dict(frame).get("columns")  # pandas's AxisProperty: a compiled `__get__`
+    if type(type_dict(type(axis)).get("__get__")) is not SLOT:
+        return {}
+    managers = exports(modules, "pandas.core.internals.managers")
+    arrays = [v for v in exports(modules, "pandas.arrays").values() if sub(type(v), type)]
+    return {
+        "DataFrame": frame, "Series": names.get("Series"),
+        "indexes": [v for k, v in names.items() if k.endswith("Index") and sub(type(v), type)],
+        "RangeIndex": names.get("RangeIndex"), "MultiIndex": names.get("MultiIndex"),
+        "Categorical": names.get("Categorical"),
+        "managers": [managers.get("BlockManager"), managers.get("SingleBlockManager")],
+        "arrays": [ndarray] + arrays,
+        "dtypes": [v for k, v in names.items() if k.endswith("Dtype") and sub(type(v), type)
+                   and k not in ("DatetimeTZDtype", "SparseDtype", "ArrowDtype")],
+        "DatetimeTZDtype": names.get("DatetimeTZDtype"),
+        "timezones": [c for c in (exports(modules, "datetime").get("timezone"),
+                                  exports(modules, "zoneinfo").get("ZoneInfo"))
+                      if compiled_class(c) is not None],
+    }
+
+
+def torch_classes(modules):
+    base = compiled_class(exports(modules, "torch._C").get("TensorBase"))
+    names = exports(modules, "torch")
+    tensor, parameter = names.get("Tensor"), exports(modules, "torch.nn.parameter").get("Parameter")
+    exact = [] if base is None else [
+        k for k in (tensor, parameter) if sub(type(k), type) and sub(k, base)]
+    return {"base": base, "exact": exact} if exact else {}
+
+
+def library_classes(system):
+    modules = str_items(str_items(module_dict(system)).get("modules"))
+    numpy = numpy_classes(modules)
+    return {"numpy": numpy, "pandas": pandas_classes(modules, numpy.get("ndarray")),
+            "torch": torch_classes(modules)}
+
+
+def array_ok(array, pandas, depth=0):
+    kind = type(array)
+    if kind is pandas["Categorical"]:
+        return depth < 2 and index_ok(array.categories, pandas, depth + 1)
+    return one_of(kind, pandas["arrays"])
+
+
+def index_ok(index, pandas, depth=0):
+    kind = type(index)
+    if not one_of(kind, pandas["indexes"]) or depth > 2:
         return False
+    if kind is pandas["RangeIndex"]:
+        return True
+    attrs = instance_dict(index)
+    if kind is pandas["MultiIndex"]:
+        levels = attrs.get("_levels")
+        return sub(type(levels), list) and all(
+            index_ok(level, pandas, depth + 1) for level in list.__iter__(levels))
+    return array_ok(attrs.get("_data"), pandas, depth)
 
-    def modname(kind):
-        mod = type_module(kind)
-        return mod if type(mod) is str else ""
 
-    def from_pandas(kind):
-        mod = modname(kind)
-        return mod == "pandas" or mod.startswith("pandas.")
+def pandas_parts_ok(obj, pandas):
+    """Every array and axis of a DataFrame or Series is numpy's or pandas's own."""
+    manager = instance_dict(obj).get("_mgr")
+    if not one_of(type(manager), pandas["managers"]):
+        return False
+    return (all(array_ok(a, pandas) for a in manager.arrays)
+            and all(index_ok(axis, pandas) for axis in manager.axes))
 
-    def lookup(module, name):  # a known module's global, read from its dict
-        mod = _sys.modules.get(module)
-        if mod is None or not sub(type(mod), _types.ModuleType):
-            return None
-        try:
-            return module_dict(mod).get(name)
-        except Exception:
-            return None
 
-    np_ndarray = lookup("numpy", "ndarray")
-    np_generic = lookup("numpy", "generic")
-    np_number = lookup("numpy", "number")
-    np_bool = lookup("numpy", "bool_")
-    pd_frame = lookup("pandas", "DataFrame")
-    pd_series = lookup("pandas", "Series")
-    pd_index = lookup("pandas", "Index")
-    torch_tensor = lookup("torch", "Tensor")
-    torch_param = None
-    torch_nn = _sys.modules.get("torch.nn.parameter")
-    if torch_nn is not None:
-        torch_param = lookup("torch.nn.parameter", "Parameter")
-
-    def type_label(kind):
-        qual = type_qualname(kind)
-        mod = modname(kind)
-        top = mod.split(".")[0]
-        if top in ("builtins", "__main__", "numpy", "pandas", "") or mod.startswith("__"):
-            return clip(qual, 60)
-        return clip(top + "." + qual, 60)
-
-    def small_value(value):  # repr only of small builtin scalars; None when not shown
-        kind = type(value)
-        if value is None or kind is bool:
-            return repr(value)
-        if sub(kind, int):
-            return int.__repr__(value) if int.bit_length(value) <= 64 else None
-        if sub(kind, float):
-            return float.__repr__(value)
-        if sub(kind, complex):
-            return complex.__repr__(value)
-        if sub(kind, str):
-            return str.__repr__(value) if str.__len__(value) <= 60 else None
-        if sub(kind, bytes):
-            return bytes.__repr__(value) if bytes.__len__(value) <= 60 else None
-        return None
-
-    def label(value):  # a column or series name as text, without calling a user __str__
-        kind = type(value)
-        if kind is str:
-            return clip(value, 40)
-        if kind is int or kind is float or kind is bool or value is None:
-            return repr(value)
-        if kind is tuple:
-            return clip("(" + ", ".join(label(v) for v in value[:4]) + ")", 40)
-        top = modname(kind).split(".")[0]
-        if top in ("numpy", "pandas"):
-            return clip(str(value), 40)
-        return "<" + type_label(kind) + ">"
-
-    def dtype_text(dtype):
-        top = modname(type(dtype)).split(".")[0]
-        if top in ("numpy", "pandas", "torch"):
+def dtype_text(dtype, libraries):
+    kind = type(dtype)
+    numpy, pandas = libraries["numpy"], libraries["pandas"]
+    if numpy and one_of(kind, numpy["dtypes"]):
+        if numpy["dtype"].__dict__["names"].__get__(dtype) is None:  # not a record dtype
             return clip(str(dtype), 40)
-        return type_label(type(dtype))
+    elif pandas and one_of(kind, pandas["dtypes"]):
+        return clip(str(dtype), 40)
+    elif pandas and kind is pandas["DatetimeTZDtype"]:
+        zone = instance_dict(dtype).get("_tz")
+        shown = str(zone) if one_of(type(zone), pandas["timezones"]) else "tz"
+        return clip("datetime64[" + (text(instance_dict(dtype).get("_unit")) or "ns") + ", "
+                    + shown + "]", 40)
+    return type_label(kind)
 
-    def annotation_text(annotation):
-        if _sys.version_info >= (3, 14):
-            return None
-        kind = type(annotation)
-        if kind is str:
-            return clip(annotation, 40)
-        if sub(kind, type):
-            return type_label(annotation)
-        return None
 
-    def function_signature(fn, drop_first=False):
-        code = fdict["__code__"].__get__(fn)
-        defaults = fdict["__defaults__"].__get__(fn) or ()
-        kwdefaults = fdict["__kwdefaults__"].__get__(fn) or {}
-        annotations = {}
-        if _sys.version_info < (3, 14):
-            annotations = fdict["__annotations__"].__get__(fn) or {}
-            if type(annotations) is not dict:
-                annotations = {}
-        names = code.co_varnames
-        npos, nposonly, nkw = code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount
-        flags = code.co_flags
+def label(value):
+    """A column or series name as text, only when its exact class is a builtin scalar."""
+    kind = type(value)
+    if kind is str:
+        return clip(value, 40)
+    if kind is bool or value is None or kind is float:
+        return repr(value)
+    if kind is int:
+        return int.__repr__(value) if int.bit_length(value) <= 64 else "<int>"
+    if kind is tuple and len(value) <= 4:
+        return clip("(" + ", ".join([label(v) for v in value]) + ")", 40)
+    return "<" + type_label(kind) + ">"
 
-        def param(name, default_index=None, kwonly=False):
-            text = name
-            note = annotation_text(annotations.get(name)) if name in annotations else None
-            if note:
-                text += ": " + note
-            has_default, default = False, None
-            if kwonly and name in kwdefaults:
-                has_default, default = True, kwdefaults[name]
-            elif default_index is not None and default_index >= 0:
-                has_default, default = True, defaults[default_index]
-            if has_default:
-                shown = small_value(default)
-                text += (" = " if note else "=") + (clip(shown, 30) if shown else "...")
-            return text
 
-        parts = []
-        first_default = npos - len(defaults)
-        for i in range(npos):
-            parts.append(param(names[i], i - first_default if i >= first_default else None))
-            if nposonly and i == nposonly - 1:
-                parts.append("/")
-        rest = npos + nkw
-        if flags & 0x04:
-            parts.append("*" + names[rest])
-            rest += 1
-        elif nkw:
-            parts.append("*")
-        for i in range(npos, npos + nkw):
-            parts.append(param(names[i], kwonly=True))
-        if flags & 0x08:
-            parts.append("**" + names[rest])
-        if drop_first and parts and parts[0] not in ("/", "*") and not parts[0].startswith("*"):
-            parts = parts[1:]
-            if parts and parts[0] == "/":
-                parts = parts[1:]
-        text = "(" + ", ".join(parts) + ")"
-        if "return" in annotations:
-            note = annotation_text(annotations["return"])
-            if note:
-                text += " -> " + note
-        if flags & 0x80 or flags & 0x200:  # coroutine / async generator
-            text = "async " + text
-        return clip(text, 160)
+def describe_pandas(entry, obj, kind, libraries, max_columns):
+    pandas = libraries["pandas"]
+    if one_of(kind, pandas["indexes"]):
+        if index_ok(obj, pandas):
+            entry["length"] = len(obj)
+            entry["dtype"] = dtype_text(obj.dtype, libraries)
+        return
+    if not pandas_parts_ok(obj, pandas):
+        return
+    if kind is pandas["DataFrame"]:
+        rows, ncols = obj.shape
+        entry["shape"] = "(" + int.__repr__(rows) + ", " + int.__repr__(ncols) + ")"
+        labels = list(obj.columns[:max_columns])
+        dtypes = list(obj.dtypes.iloc[:max_columns])
+        entry["columns"] = [[label(c), dtype_text(d, libraries)] for c, d in zip(labels, dtypes)]
+    else:
+        entry["length"] = len(obj)
+        entry["dtype"] = dtype_text(obj.dtype, libraries)
+        name = instance_dict(obj).get("_name")
+        if name is not None:
+            entry["value"] = label(name)
 
-    def class_signature(cls):
-        for meta in type_mro(type(cls)):  # a metaclass with its own __call__: unknown
-            if meta is type:
+
+def type_label(kind):
+    qualname = text(type_qualname(kind)) or "object"
+    module = text(type_module(kind)) or ""
+    top = module.split(".")[0]
+    if top in ("builtins", "__main__", "numpy", "pandas", "") or module.startswith("__"):
+        return clip(qualname, 60)
+    return clip(top + "." + qualname, 60)
+
+
+def describe_other(entry, obj, kind, signatures):
+    if sub(kind, MODULE):
+        entry["type"] = "module"
+        module = text(str_items(module_dict(obj)).get("__name__"))
+        entry["module"] = clip(module or entry["name"], 80)
+    elif kind is FUNCTION:
+        entry["type"] = "function"
+        entry["signature"] = signatures["function_signature"](obj)
+    elif kind is METHOD:
+        entry["type"] = "method"
+        inner = METHOD.__dict__["__func__"].__get__(obj)
+        if type(inner) is FUNCTION:
+            entry["signature"] = signatures["function_signature"](inner, drop_first=True)
+    elif kind is BUILTIN:
+        entry["type"] = "function"
+        shown = text(BUILTIN.__dict__["__text_signature__"].__get__(obj))
+        if shown:
+            shown = shown.replace("($module, ", "(").replace("($module)", "()")
+            entry["signature"] = clip(shown.replace("($self, ", "("), 160)
+    elif sub(kind, type):
+        entry["type"] = "class"
+        signature = signatures["class_signature"](obj)
+        if signature is not None:
+            entry["signature"] = signature
+    else:
+        for base in (str, bytes, bytearray, list, tuple, dict, set, frozenset):
+            if sub(kind, base):
+                entry["length"] = base.__len__(obj)
                 break
-            if "__call__" in type_ns(meta):
-                return None
-        for klass in type_mro(cls):
-            if klass is object:
-                return "()"
-            attrs = type_ns(klass)
-            for special in ("__init__", "__new__"):
-                if special in attrs:
-                    value = attrs[special]
-                    if type(value) is staticmethod:
-                        value = staticmethod.__dict__["__func__"].__get__(value)
-                    if type(value) is function:
-                        text = function_signature(value, drop_first=True)
-                        return text[:-8] if text.endswith(" -> None") else text
-                    return None
-        return None
+        value = signatures["small_value"](obj)
+        if value is not None:
+            entry["value"] = clip(value, 70)
 
-    def describe(name, obj):
-        kind = type(obj)
-        entry = {"name": clip(name, 60), "type": type_label(kind)}
-        if _time.monotonic() - start > budget_s:
-            return entry
-        if sub(kind, _types.ModuleType):
-            entry["type"] = "module"
-            mod = module_dict(obj).get("__name__")
-            entry["module"] = clip(mod, 80) if type(mod) is str else clip(name, 80)
-        elif np_ndarray is not None and sub(kind, np_ndarray):
-            attrs = type_ns(np_ndarray)
-            entry["shape"] = clip(str(attrs["shape"].__get__(obj)), 60)
-            entry["dtype"] = dtype_text(attrs["dtype"].__get__(obj))
-        elif torch_tensor is not None and (kind is torch_tensor or kind is torch_param):
-            entry["shape"] = clip(str(tuple(obj.shape)), 60)
-            entry["dtype"] = dtype_text(obj.dtype)
-        elif pd_frame is not None and sub(kind, pd_frame) and from_pandas(kind):
-            rows, ncols = obj.shape
-            entry["shape"] = str((int(rows), int(ncols)))
-            columns = list(obj.columns[:max_columns])
-            dtypes = list(obj.dtypes.iloc[:max_columns])
-            entry["columns"] = [[label(c), dtype_text(d)] for c, d in zip(columns, dtypes)]
-        elif pd_series is not None and sub(kind, pd_series) and from_pandas(kind):
-            entry["length"] = int(obj.shape[0])
-            entry["dtype"] = dtype_text(obj.dtype)
-            if obj.name is not None:
-                entry["value"] = label(obj.name)
-        elif pd_index is not None and sub(kind, pd_index) and from_pandas(kind):
-            entry["length"] = int(obj.shape[0])
-            entry["dtype"] = dtype_text(obj.dtype)
-        elif np_generic is not None and sub(kind, np_generic):
-            if (np_number is not None and sub(kind, np_number)) or kind is np_bool:
-                entry["value"] = clip(str(obj), 40)
-        elif kind is function:
-            entry["type"] = "function"
-            entry["signature"] = function_signature(obj)
-        elif kind is _types.MethodType:
-            entry["type"] = "method"
-            inner = _types.MethodType.__dict__["__func__"].__get__(obj)
-            if type(inner) is function:
-                entry["signature"] = function_signature(inner, drop_first=True)
-        elif kind is _types.BuiltinFunctionType:
-            entry["type"] = "function"
-            text = kind.__dict__["__text_signature__"].__get__(obj)
-            if type(text) is str:
-                text = text.replace("($module, ", "(").replace("($module)", "()")
-                entry["signature"] = clip(text.replace("($self, ", "("), 160)
-        elif sub(kind, type):
-            entry["type"] = "class"
-            signature = class_signature(obj)
-            if signature is not None:
-                entry["signature"] = signature
-        else:
-            for base in (str, bytes, bytearray, list, tuple, dict, set, frozenset):
-                if sub(kind, base):
-                    entry["length"] = base.__len__(obj)
-                    break
-            value = small_value(obj)
-            if value is not None:
-                entry["value"] = clip(value, 70)
-        return entry
 
-    hidden_is_dict = type(hidden) is dict
+def describe(name, obj, libraries, max_columns):
+    kind = type(obj)
+    entry = {"name": clip(name, 60), "type": type_label(kind)}
+    numpy, pandas, torch = libraries["numpy"], libraries["pandas"], libraries["torch"]
+    if numpy and sub(kind, numpy["ndarray"]):  # subclasses too: read through ndarray's own slots
+        attrs = type_dict(numpy["ndarray"])
+        entry["shape"] = clip(tuple.__repr__(attrs["shape"].__get__(obj)), 60)
+        entry["dtype"] = dtype_text(attrs["dtype"].__get__(obj), libraries)
+    elif numpy and one_of(kind, numpy["scalars"]):
+        if one_of(kind, numpy["numeric"]):
+            entry["value"] = clip(str(obj), 40)
+    elif pandas and (kind is pandas["DataFrame"] or kind is pandas["Series"]
+                     or one_of(kind, pandas["indexes"])):
+        describe_pandas(entry, obj, kind, libraries, max_columns)
+    elif torch and one_of(kind, torch["exact"]):
+        attrs = type_dict(torch["base"])
+        entry["shape"] = clip(repr(tuple(attrs["shape"].__get__(obj))), 60)
+        entry["dtype"] = clip(str(attrs["dtype"].__get__(obj)), 40)
+    else:
+        describe_other(entry, obj, kind, libraries["signatures"])
+    return entry
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def recent_names(ns, hidden, max_vars):
+    """The `max_vars` most recently bound public names, oldest first; the walk starts at the end,
+    so a namespace of 100k names costs what its last few do."""
     names = []
-    for name in list(ns):
-        if type(name) is not str or name.startswith("_") or name in skip:
-            continue
-        if hidden_is_dict:
-            if name in hidden and hidden[name] is ns.get(name):
-                continue
-        elif name in hidden:
-            continue
-        names.append(name)
-    out = []
-    for name in names[-max_vars:] if max_vars > 0 else []:  # the most recent are most relevant
-        try:
-            out.append(describe(name, ns[name]))
-        except Exception:  # an odd object, or a name deleted meanwhile: the name still counts
-            out.append({"name": clip(name, 60), "type": "object"})
-    return _json.dumps(out)
-
-
-# The source sent to kernels, and the expression the server evaluates there. Everything lives
-# inside a lambda and a fresh dict, so no name reaches the user's namespace; the hidden names are
-# IPython's `user_ns_hidden` (a name is hidden while it still holds the value IPython put there).
-try:
-    KERNEL_SNIPPET = inspect.getsource(_kernel_side)
-except (OSError, TypeError):  # pragma: no cover - installed without sources
-    KERNEL_SNIPPET = ""
-
-KERNEL_EXPRESSION = (
-    "(lambda g, ip: (exec({src!r}, g), g['_kernel_side']("
-    "ip.user_ns if ip is not None else globals(), "
-    "ip.user_ns_hidden if ip is not None else ()))[1])"
-    "({{}}, getattr(__import__('sys').modules.get('IPython'), 'get_ipython', lambda: None)())"
-).format(src=KERNEL_SNIPPET)
-KERNEL_SNIPPET_EXPR = KERNEL_EXPRESSION
-
-
-# --- server side -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Variable:
-    name: str
-    type: str
-    shape: str | None = None
-    dtype: str | None = None
-    length: int | None = None
-    columns: tuple[tuple[str, str], ...] = field(default=())
-    signature: str | None = None
-    module: str | None = None
-    value: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict) -> Variable:
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            raise InspectorError(f"not a variable: {str(data)[:80]}")
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known.setdefault("type", "object")
-        try:
-            known["columns"] = tuple((str(c[0]), str(c[1])) for c in known.get("columns") or ())
-        except (TypeError, IndexError, KeyError):
-            raise InspectorError(f"bad columns for {data['name']!r}") from None
-        for key in ("type", "shape", "dtype", "signature", "module", "value"):
-            if known.get(key) is not None:
-                known[key] = str(known[key])
-        if known.get("length") is not None and not isinstance(known["length"], int):
-            raise InspectorError(f"bad length for {data['name']!r}")
-        return cls(**known)
-
-    def to_json(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if v not in (None, ())}
-        if self.columns:
-            data["columns"] = [list(c) for c in self.columns]
-        return data
-
-    def describe(self) -> str:
-        """One line, without the comment marker: `df: DataFrame shape=(100, 3) columns: ...`."""
-        if self.module is not None:
-            return f"{self.name}: module {self.module}"
-        if self.signature is not None:
-            return f"{self.name}: {self.type} {self.signature}"
-        text = f"{self.name}: {self.type}"
-        if self.shape:
-            text += f" shape={self.shape}"
-        if self.length is not None and (self.value is None or self.type in ("Series",)):
-            text += f" len={self.length}"
-        if self.dtype:
-            text += f" dtype={self.dtype}"
-        if self.value is not None:
-            text += f" name={self.value}" if self.type == "Series" else f" = {self.value}"
-        if self.columns:
-            total = _column_count(self.shape) or len(self.columns)
-            shown = []
-            room = LINE_MAX_CHARS - len(text) - 40
-            for c, d in self.columns:
-                room -= len(c) + len(d) + 4
-                if room < 0 and shown:
-                    break
-                shown.append(f"{c}({d})")
-            text += " columns: " + ", ".join(shown)
-            if total > len(shown):
-                text += f", ... ({total} columns)"
-        return text
-
-
-def _column_count(shape: str | None) -> int | None:
-    try:
-        parsed = ast.literal_eval(shape) if shape else None
-    except (ValueError, SyntaxError):
-        return None
-    if isinstance(parsed, tuple) and len(parsed) == 2 and isinstance(parsed[1], int):
-        return parsed[1]
-    return None
-
-
-class InspectorError(ValueError):
-    """The kernel's answer could not be read."""
-
-
-def _ipython_hidden(ns: dict):
-    """IPython's hidden names when `ns` is the running shell's namespace; else nothing."""
-    ipython = sys.modules.get("IPython")
-    get = getattr(ipython, "get_ipython", None)
-    try:
-        shell = get() if get is not None else None
-    except Exception:  # pragma: no cover
-        return ()
-    if shell is not None and getattr(shell, "user_ns", None) is ns:
-        return getattr(shell, "user_ns_hidden", ())
-    return ()
-
-
-def inspect_namespace(
-    ns: dict, *, hidden=None, max_vars: int = MAX_VARIABLES, max_columns: int = MAX_COLUMNS
-) -> list[Variable]:
-    """In-process: the same inspection the server runs in kernels.
-
-    `hidden` is a set of names to leave out, or IPython's `user_ns_hidden` dict (a name is left out
-    while it still holds that value); by default the running IPython's, when `ns` is its namespace.
-    """
-    if hidden is None:
-        hidden = _ipython_hidden(ns)
-    return _parse(_kernel_side(ns, hidden, max_vars, max_columns))
-
-
-def variables_from_reply(reply_content: dict, key: str = "codecomp") -> list[Variable]:
-    """The variables from an execute_reply whose user_expressions ran `KERNEL_EXPRESSION`."""
-    try:
-        if reply_content.get("status") not in (None, "ok"):
-            raise InspectorError(
-                f"execute failed: {reply_content.get('ename')}: {reply_content.get('evalue')}")
-        result = reply_content["user_expressions"][key]
-        if result.get("status") != "ok":
-            raise InspectorError(f"{result.get('ename')}: {result.get('evalue')}")
-        text = result["data"]["text/plain"]
-        if not isinstance(text, str):
-            raise InspectorError("text/plain is not a string")
-        payload = ast.literal_eval(text)
-        if not isinstance(payload, str):
-            raise InspectorError("the expression did not give a string")
-        return _parse(payload)
-    except InspectorError:
-        raise
-    except (KeyError, TypeError, ValueError, SyntaxError, AttributeError, MemoryError,
-            RecursionError) as exc:
-        raise InspectorError(f"unreadable inspector reply: {type(exc).__name__}: {exc}") from None
-
-
-def _parse(payload: str) -> list[Variable]:
-    try:
-        items = json.loads(payload)
-    except ValueError as exc:
-        raise InspectorError(f"not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise InspectorError("not a list of variables")
-    return [Variable.from_json(item) for item in items]
-
-
-def format_variables(variables: list[Variable], max_chars: int = BLOCK_MAX_CHARS) -> str:
-    """Comment lines for the prompt, most recent last, each line and the block bounded in size;
-    when the block is full the oldest variables are left out."""
-    lines: list[str] = []
-    size = 0
-    for variable in reversed(variables):
-        line = f"# {variable.describe()}"
-        if len(line) > LINE_MAX_CHARS:
-            line = line[: LINE_MAX_CHARS - 3] + "..."
-        if size + len(line) + 1 > max_chars:
+    hidden_values = str_items(hidden) if sub(type(hidden), dict) else None
+    hidden_names = hidden_values or {k: None for k in hidden if type(k) is str}
+    for name, value in reversed(dict.items(ns)):
+        if len(names) >= max_vars:
             break
-        lines.append(line)
-        size += len(line) + 1
-    return "\n".join(reversed(lines))
+        if type(name) is not str or name.startswith("_") or name in SKIP:
+            continue
+        if name in hidden_names and (hidden_values is None or hidden_values[name] is value):
+            continue
+        names.append((name, value))
+    names.reverse()
+    return names
+
+
+def real_clock(system):
+    """time.monotonic when `time` in sys.modules is the real module (its compiled function is
+    bound to it); else None, and the caps alone bound the work."""
+    module = str_items(str_items(module_dict(system)).get("modules")).get("time")
+    clock = str_items(module_dict(module)).get("monotonic") if type(module) is MODULE else None
+    return clock if type(clock) is BUILTIN and builtin_self(clock) is module else None
+
+
+def namespace_json(ns, hidden, system, signatures, max_vars, max_columns, budget_s):
+    """The variables of `ns` as a JSON list. `hidden`: names to leave out, or IPython's
+    `user_ns_hidden` dict (a name is left out while it still holds the value IPython put there);
+    `signatures`: the namespace of `signatures.py`, the probe's other file."""
+    libraries = library_classes(system)
+    libraries["signatures"] = signatures
+    clock = real_clock(system)
+    deadline = clock() + budget_s if clock is not None else None
+    out = []
+    for name, value in recent_names(ns, hidden, max_vars) if sub(type(ns), dict) else ():
+        if deadline is not None and clock() > deadline:
+            out.append({"name": clip(name, 60), "type": type_label(type(value))})
+            continue
+        try:
+            out.append(describe(name, value, libraries, max_columns))
+        except Exception:  # an odd object: the name still counts
+            out.append({"name": clip(name, 60), "type": "object"})
+    return to_json(out)
+
+
+def shell_hidden(ns, system):
+    """IPython's `user_ns_hidden`, found from the call stack: the frame that evaluates the
+    expression (IPython's `user_expressions`) holds the shell as `self`. Its attributes are read
+    from the trait storage, never through the shell's class."""
+    getframe = str_items(module_dict(system)).get("_getframe")
+    if type(getframe) is not BUILTIN or builtin_self(getframe) is not system:
+        return ()
+    frame = getframe(1)
+    while frame is not None and frame.f_globals is not ns:  # this probe's own frames
+        frame = frame.f_back
+    while frame is not None and frame.f_globals is ns:  # the expression's frames
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_name != "user_expressions":
+        return ()
+    local = frame.f_locals
+    shell = str_items(local).get("self") if type(local) is dict else local["self"]
+    traits = str_items(instance_dict(shell).get("_trait_values"))
+    hidden = traits.get("user_ns_hidden")
+    return hidden if traits.get("user_ns") is ns and sub(type(hidden), dict) else ()
+
+
+def kernel_json(ns, system, signatures, max_vars, max_columns, budget_s):
+    """What the kernel expression calls."""
+    try:
+        hidden = shell_hidden(ns, system)
+    except Exception:  # not IPython, or an unexpected stack: only the fixed names are left out
+        hidden = ()
+    return namespace_json(ns, hidden, system, signatures, max_vars, max_columns, budget_s)

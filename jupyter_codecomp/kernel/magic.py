@@ -1,7 +1,7 @@
 """`%complete` and `%%complete`: the completion pipeline inside any IPython kernel.
 
 The context is the kernel's own: its input history (`In`) stands for the cells above and its
-namespace gives the variables block, through the same inspector the server sends to kernels.
+namespace gives the variables block, through the same probe the server sends to kernels.
 The engine runs in-process, loaded once per kernel, with the server's configuration and cache.
 """
 
@@ -18,12 +18,12 @@ from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from ..completion.context import Variables
+from ..completion.protocol import MAX_ALTERNATIVES, MAX_NEW_TOKENS, Cell, CompletionRequest
+from ..completion.service import ServiceLoader
 from ..config import CodecompConfig, load_jupyter_config
 from ..errors import CodecompError
-from .inspector import format_variables, inspect_namespace
-from ..completion.protocol import MAX_ALTERNATIVES, MAX_NEW_TOKENS, Cell, CompletionRequest
-from ..completion.context import Variables
-from ..completion.service import ServiceLoader
+from .variables import format_variables, inspect_namespace
 
 HISTORY_CELLS = 20
 FIX_ALTERNATIVES = 2
@@ -103,7 +103,8 @@ class CompleteMagics(Magics):
     def _fix(self, args) -> None:
         failed = last_failure(self.shell)
         if failed is None:
-            raise CodecompError("no exception to fix yet", fix="run the failing cell, then %complete --fix")
+            raise CodecompError("no exception to fix yet",
+                                fix="run the failing cell, then %complete --fix")
         source, error = failed
         print(f"{DIM}{error}{RESET}")
         service = self._service()
@@ -158,7 +159,7 @@ def kernel_history(shell) -> tuple[Cell, ...]:
 
 
 def namespace_variables(shell) -> Variables:
-    variables = inspect_namespace(shell.user_ns, hidden=set(shell.user_ns_hidden))
+    variables = inspect_namespace(shell.user_ns, hidden=shell.user_ns_hidden)
     return Variables(format_variables(variables), len(variables), "in-process")
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from jupyter_client.session import Session
 
-from ..kernel.inspector import KERNEL_EXPRESSION, InspectorError, Variable, variables_from_reply
+from ..kernel.variables import KERNEL_EXPRESSION, InspectorError, Variable, variables_from_reply
 
 log = logging.getLogger(__name__)
 
