@@ -370,8 +370,8 @@ def namespace_json(ns, hidden, system, signatures, max_vars, max_columns, budget
 
 def shell_hidden(ns, system):
     """IPython's `user_ns_hidden`, found from the call stack: the frame that evaluates the
-    expression (IPython's `user_expressions`) holds the shell as `self`. Its attributes are read
-    from the trait storage, never through the shell's class."""
+    expression (IPython's `user_expressions`) holds the shell as `self` and the namespace as
+    `user_ns`. The shell's attribute is read from its instance dict, never through its class."""
     getframe = str_items(module_dict(system)).get("_getframe")
     if type(getframe) is not BUILTIN or builtin_self(getframe) is not system:
         return ()
@@ -382,11 +382,11 @@ def shell_hidden(ns, system):
         frame = frame.f_back
     if frame is None or frame.f_code.co_name != "user_expressions":
         return ()
-    local = frame.f_locals
-    shell = str_items(local).get("self") if type(local) is dict else local["self"]
-    traits = str_items(instance_dict(shell).get("_trait_values"))
-    hidden = traits.get("user_ns_hidden")
-    return hidden if traits.get("user_ns") is ns and sub(type(hidden), dict) else ()
+    local = frame.f_locals  # a dict, or (Python >= 3.13) a compiled proxy
+    local = str_items(local) if type(local) is dict else {
+        k: local[k] for k in ("self", "user_ns") if k in local}
+    hidden = instance_dict(local.get("self")).get("user_ns_hidden")
+    return hidden if local.get("user_ns") is ns and sub(type(hidden), dict) else ()
 
 
 def kernel_json(ns, system, signatures, max_vars, max_columns, budget_s):
