@@ -1,37 +1,79 @@
 """The in-process engine: an ONNX model on ONNX Runtime GenAI, driven token by token.
 
-It implements `engine.Engine`: token ids and stopping criteria in, candidates out. What it adds to ONNX Runtime GenAI's generator:
+It implements `engine.Engine`: token ids and stopping criteria in, candidates out. What it adds to
+ONNX Runtime GenAI's generator:
 - prefix reuse: the KV cache of the longest common token prefix with the previous prompt is kept
-  (`rewind_to`), so one more typed character costs only the new tokens;
+  (`rewind_to`), so one more typed character costs only the new tokens (`kv_cache`);
 - token healing: the prompt's last partial token is regenerated, constrained to start with the
   removed text, so a cursor after `np.` or an indentation does not yield stray whitespace;
 - n alternatives that branch on the first token's best choices, then continue greedily;
+- speculative decoding when a drafter is given: a draft model or prompt lookup proposes tokens
+  that the model verifies in one pass, and the text stays the model's greedy text (`speculative`);
 - cancellation between tokens, streaming of the first alternative, one generation at a time.
+Each call's state lives in a `_Run` passed down, not on the engine.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import Cancelled, ModelNotReady
 from .engine import Candidate, GenerationResult, Streamer
+from .kv_cache import MIN_PREFILL_TOKENS, KVCache, KVSlots, Slot, common_prefix
+from .speculative import (
+    MAX_DRAFT,
+    PROMPT_LOOKUP,
+    Drafter,
+    DraftLength,
+    ModelDrafter,
+    PromptLookupDrafter,
+    accept,
+    check_same_vocabulary,
+)
 from .stopping import GenerationState, StoppingCriterion, any_stops
+from .vocabulary import Vocabulary, log_softmax_at
 
 log = logging.getLogger(__name__)
 
-MIN_PREFILL_TOKENS = 2
 # A warm prefill goes in chunks of this many tokens and checks for a completion between them:
 # about 0.3 s each on two CPU cores (a completion waits at most that long behind a warm).
 PREFILL_CHUNK_TOKENS = 64
+
+
+@dataclass
+class _Run:
+    """One `generate` call: its cache slot, what it was asked, and its timings."""
+
+    slot: Slot
+    prompt_ids: list[int]
+    criteria: list[StoppingCriterion]
+    heal: str
+    cancel: threading.Event | None
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+
+
+@dataclass
+class _Next:
+    """A chosen token, the logits it was chosen from, and whether the cache holds it already
+    (an accepted draft) or it still has to be fed."""
+
+    token: int
+    logits: np.ndarray
+    cached: bool = False
 
 
 class OnnxEngine:
@@ -43,7 +85,10 @@ class OnnxEngine:
         threads: int = 0,
         context_length: int = 4096,
         cache_slots: int = 4,
+        draft: Path | str | None = None,
     ):
+        """`draft` turns on speculative decoding: a draft model's folder (same vocabulary), or
+        `speculative.PROMPT_LOOKUP`. The model must then be a verifier export."""
         import onnxruntime_genai as og
         from tokenizers import Tokenizer
 
@@ -53,40 +98,42 @@ class OnnxEngine:
         self.model_path = Path(model_path)
         self.tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
         self.model, self.device, self.providers, self.fallback_reason = self._load(
-            device, threads
+            self.model_path, device, threads
         )
         self.context_length = context_length
-        self.vocab = _Vocabulary(self.tokenizer)
-        self.cache_slots = max(1, cache_slots)
+        self.vocab = Vocabulary(self.tokenizer)
+        self.drafter = self._drafter(draft, threads)
+        self.draft_length = DraftLength()
+        models = [self.model]
+        if isinstance(self.drafter, ModelDrafter):
+            models.append(self.drafter.model)
         self._lock = threading.Lock()
-        # One KV cache per notebook (least recently used first): students in one server do not
-        # evict each other's prompt prefix. Each holds context_length positions.
-        self._slots: OrderedDict[str, _KVCache] = OrderedDict()
-        self._kv: _KVCache | None = None  # the slot of the generation under way
+        # Each slot holds context_length positions of every model that reads the prompt.
+        self._slots = KVSlots(og, models, context_length, cache_slots)
 
     # --- loading ------------------------------------------------------------------------------
 
-    def _load(self, device: str, threads: int):
+    def _load(self, path: Path, device: str, threads: int):
         """Try CUDA when asked for or when automatic, and fall back to the CPU with the reason."""
         og = self._og
         reason = None
         if device in ("auto", "cuda"):
             try:
-                return og.Model(self._config("cuda", threads)), "cuda", ["cuda", "cpu"], None
+                return og.Model(self._config(path, "cuda", threads)), "cuda", ["cuda", "cpu"], None
             except Exception as exc:  # no GPU, no CUDA libraries, or an EP that fails to start
                 reason = str(exc).splitlines()[0][:300]
                 level = logging.WARNING if device == "cuda" else logging.INFO
                 log.log(level, "CUDA execution provider unavailable, using the CPU: %s", reason)
         try:
-            return og.Model(self._config("cpu", threads)), "cpu", ["cpu"], reason
+            return og.Model(self._config(path, "cpu", threads)), "cpu", ["cpu"], reason
         except Exception as exc:
             raise ModelNotReady(
-                f"ONNX Runtime cannot load {self.model_path}: {str(exc).splitlines()[0]}",
+                f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}",
                 fix="rebuild it: jupyter codecomp model build NAME --force",
             ) from None
 
-    def _config(self, provider: str, threads: int):
-        config = self._og.Config(str(self.model_path))
+    def _config(self, path: Path, provider: str, threads: int):
+        config = self._og.Config(str(path))
         config.clear_providers()
         if provider != "cpu":
             config.append_provider(provider)
@@ -96,6 +143,31 @@ class OnnxEngine:
         options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
         return config
+
+    def _drafter(self, draft: Path | str | None, threads: int) -> Drafter | None:
+        if draft is None:
+            return None
+        self._check_verifier()
+        if str(draft) == PROMPT_LOOKUP:
+            return PromptLookupDrafter()
+        path = Path(draft)
+        check_same_vocabulary(self.model_path, path)
+        # The draft runs on the verifier's device: GenAI keeps both caches on one provider.
+        model, *_ = self._load(path, self.device, threads)
+        return ModelDrafter(model, path)
+
+    def _check_verifier(self) -> None:
+        probe = KVCache(self._og, self.model, 8)
+        probe.restart()
+        probe.append([0, 1])
+        try:
+            probe.last_logits(2)
+        except Exception:
+            raise ModelNotReady(
+                f"{self.model_path} returns only the last position's logits, so it cannot verify "
+                "drafts",
+                fix="build a pairing recipe: jupyter codecomp model build qwen2.5-coder-1.5b-spec",
+            ) from None
 
     # --- generation ---------------------------------------------------------------------------
 
@@ -125,132 +197,114 @@ class OnnxEngine:
         if not prompt_ids:
             raise ValueError("empty prompt")
         with self._lock:
-            if cancel is not None and cancel.is_set():  # superseded while it waited its turn
-                raise Cancelled()
-            self._kv = self._slot(cache_key)
+            run = _Run(self._slots.get(cache_key), prompt_ids, criteria, heal, cancel)
+            run.check_cancel()  # superseded while it waited its turn
             try:
-                return self._generate(prompt_ids, criteria, heal, n, streamer, cancel)
+                return self._generate(run, n, streamer)
             except BaseException as exc:
                 if not isinstance(exc, Cancelled):
                     # An interrupt (KeyboardInterrupt in a kernel) may fall between the generator
                     # and our record of it: start afresh next time rather than trust the cache.
-                    self._slots.pop(cache_key, None)
+                    self._slots.drop(cache_key)
                 raise
 
-    def _generate(self, prompt_ids, criteria, heal, n, streamer, cancel) -> GenerationResult:
-        started = time.perf_counter()
-        cached = self._prefill(prompt_ids)
+    def _generate(self, run: _Run, n: int, streamer: Streamer | None) -> GenerationResult:
+        kv = run.slot.target
+        cached = kv.sync(run.prompt_ids)
         prefilled = time.perf_counter()
-        first_logits = self._logits()
-        timings = {"prefill": (prefilled - started) * 1000}
+        first_logits = kv.logits()
+        run.timings["prefill"] = (prefilled - run.started) * 1000
         candidates = []
         for rank in range(n):
-            first = self.vocab.ranked(first_logits, heal, rank)
+            first = self.vocab.ranked(first_logits, run.heal, rank)
             if first is None:
                 break
             if rank:
-                self._kv.rewind(len(prompt_ids))
-            candidate = self._decode(
-                first, first_logits, heal, criteria,
-                streamer if rank == 0 else None, cancel, timings, started,
+                kv.rewind(len(run.prompt_ids))
+            candidates.append(
+                self._decode(run, _Next(first, first_logits), streamer if rank == 0 else None)
             )
-            candidates.append(candidate)
-        timings["decode"] = (time.perf_counter() - prefilled) * 1000
-        timings["total"] = (time.perf_counter() - started) * 1000
-        return GenerationResult(candidates, len(prompt_ids), cached, timings)
+        run.timings["decode"] = (time.perf_counter() - prefilled) * 1000
+        run.timings["total"] = (time.perf_counter() - run.started) * 1000
+        return GenerationResult(candidates, len(run.prompt_ids), cached, run.timings)
 
-    def _decode(self, first, first_logits, heal, criteria, streamer, cancel, timings, started):
-        token, logits = first, first_logits
+    def _decode(self, run: _Run, first: _Next, streamer: Streamer | None) -> Candidate:
+        """One candidate: commit tokens one at a time (the stopping criteria see each), taking
+        them from a queue that a plain step fills with one and a speculative step with several."""
+        kv = run.slot.target
         ids: list[int] = []
         logprobs: list[float] = []
-        remaining_heal = heal
+        remaining_heal = run.heal
         finished_by = "cap"
+        queue = deque([first])
         while True:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            logprobs.append(_log_softmax_at(logits, token))
-            ids.append(token)
-            self._kv.append([token])
-            remaining_heal = self.vocab.consume(remaining_heal, token)
-            text = self._text(ids, heal)
-            if "first_token" not in timings:
-                timings["first_token"] = (time.perf_counter() - started) * 1000
-            state = GenerationState(ids, text)
-            if not remaining_heal and any_stops(criteria, state):
+            run.check_cancel()
+            chosen = queue.popleft()
+            logprobs.append(log_softmax_at(chosen.logits, chosen.token))
+            ids.append(chosen.token)
+            remaining_heal = self.vocab.consume(remaining_heal, chosen.token)
+            text = self._text(ids, run.heal)
+            run.timings.setdefault("first_token", (time.perf_counter() - run.started) * 1000)
+            if not remaining_heal and any_stops(run.criteria, GenerationState(ids, text)):
                 finished_by = "criteria"
-                break
-            if len(self._kv.sequence) >= self.context_length:
                 break
             if streamer is not None and not remaining_heal and not text.endswith("\ufffd"):
                 streamer(text)
-            logits = self._logits()
-            token = self.vocab.ranked(logits, remaining_heal, 0)
-        return Candidate(text, ids, sum(logprobs) / len(ids), finished_by, logprobs)
+            if not queue:
+                if kv.free < 1:
+                    break
+                queue.extend(self._step(run, kv, chosen.token, remaining_heal))
+        mean = sum(logprobs) / len(logprobs)
+        return Candidate(text, ids, mean, finished_by, token_logprobs=logprobs)
+
+    def _step(self, run: _Run, kv: KVCache, token: int, heal: str) -> list[_Next]:
+        """Feed `token` and choose what follows: one token, or with a drafter the drafts the
+        model agrees with and its own next token."""
+        drafts: list[int] = []
+        if self.drafter is not None and not heal:  # healing constrains the choice: no drafts
+            k = min(self.draft_length.k, kv.free - 1, MAX_DRAFT)
+            if k > 0:
+                drafts = self.drafter.propose(kv.sequence + [token], run.slot, k)
+        if not drafts:
+            kv.append([token])
+            logits = kv.logits()
+            return [_Next(self.vocab.ranked(logits, heal, 0), logits)]
+        kv.append([token] + drafts)
+        rows = kv.last_logits(len(drafts) + 1)
+        kept = accept(drafts, rows)
+        self.draft_length.record(len(drafts), kept)
+        if kept < len(drafts):
+            kv.rewind(len(kv.sequence) - (len(drafts) - kept))
+        chosen = [_Next(d, rows[i], cached=True) for i, d in enumerate(drafts[:kept])]
+        return chosen + [_Next(int(np.argmax(rows[kept])), rows[kept])]
 
     def _text(self, ids: list[int], heal: str) -> str:
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         return text[len(heal):] if text.startswith(heal) else text
 
-    # --- KV cache -----------------------------------------------------------------------------
-
-    def _slot(self, key: str) -> _KVCache:
-        slot = self._slots.pop(key, None)
-        if slot is None:
-            if len(self._slots) >= self.cache_slots:
-                self._slots.popitem(last=False)
-            slot = _KVCache(self._og, self.model, self.context_length)
-        self._slots[key] = slot
-        return slot
-
-    def _prefill(self, prompt_ids: list[int]) -> int:
-        """Bring the KV cache to `prompt_ids`, reusing the longest common prefix. Returns it."""
-        kv = self._kv
-        common = _common_prefix(kv.sequence, prompt_ids)
-        # Feed at least two tokens: int4 MatMulNBits takes another kernel path for a single row,
-        # whose rounding differs; with two or more rows a warm prefill equals a cold one exactly.
-        common = min(common, len(prompt_ids) - MIN_PREFILL_TOKENS)
-        if common <= 0:
-            kv.restart()
-            common = 0
-        else:
-            kv.rewind(common)
-        kv.append(prompt_ids[common:])
-        return common
+    # --- warm requests and the caches ---------------------------------------------------------
 
     def prefill(self, prompt_ids: list[int], *, cancel: threading.Event | None = None,
                 cache_key: str = "") -> int:
         """Fill the KV cache of `cache_key` with `prompt_ids` and generate nothing (a warm
-        request). It stops `MIN_PREFILL_TOKENS` short, so the completion that follows feeds at
-        least two rows (see `_prefill`), and goes in chunks that check `cancel`: a completion
-        waits for at most one chunk, and what was filled stays. Returns the tokens cached."""
+        request); a draft model's cache too. It stops `MIN_PREFILL_TOKENS` short, so the
+        completion that follows feeds at least two rows (see `KVCache.sync`), and goes in chunks
+        that check `cancel`: a completion waits for at most one chunk, and what was filled stays.
+        Returns the tokens cached."""
         with self._lock:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            kv = self._slot(cache_key)
-            end = len(prompt_ids) - MIN_PREFILL_TOKENS
-            done = min(_common_prefix(kv.sequence, prompt_ids), end)
-            if done <= 0:
-                kv.restart()
-                done = 0
-            else:
-                kv.rewind(done)
+            slot = self._slots.get(cache_key)
             try:
-                while end - done >= MIN_PREFILL_TOKENS:
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled()
-                    step = min(end, done + PREFILL_CHUNK_TOKENS)
-                    step = end if end - step < MIN_PREFILL_TOKENS else step
-                    kv.append(prompt_ids[done:step])
-                    done = step
+                done = _fill(slot.target, prompt_ids, cancel)
+                if slot.draft is not None:
+                    _fill(slot.draft, prompt_ids, cancel)
             except Cancelled:
                 raise
             except BaseException:
-                self._slots.pop(cache_key, None)
+                self._slots.drop(cache_key)
                 raise
             return done
-
-    def _logits(self) -> np.ndarray:
-        return self._kv.generator.get_logits().reshape(-1)
 
     def reset(self) -> None:
         """Forget every KV cache (tests use it to compare cold and warm runs)."""
@@ -258,75 +312,20 @@ class OnnxEngine:
             self._slots.clear()
 
 
-class _KVCache:
-    """A GenAI generator and the tokens whose keys and values it holds."""
-
-    def __init__(self, og, model, context_length: int):
-        self._og, self._model, self._length = og, model, context_length
-        self.generator = None
-        self.sequence: list[int] = []
-
-    def restart(self) -> None:
-        params = self._og.GeneratorParams(self._model)
-        params.set_search_options(max_length=self._length)
-        self.generator = self._og.Generator(self._model, params)
-        self.sequence = []
-
-    def rewind(self, length: int) -> None:
-        self.generator.rewind_to(length)
-        del self.sequence[length:]
-
-    def append(self, ids: list[int]) -> None:
-        self.generator.append_tokens(ids)
-        self.sequence.extend(ids)
-
-
-class _Vocabulary:
-    """Token texts, for constrained choice during token healing."""
-
-    def __init__(self, tokenizer):
-        size = tokenizer.get_vocab_size()
-        self.texts = tokenizer.decode_batch([[i] for i in range(size)], skip_special_tokens=False)
-        self._sorted = sorted((t, i) for i, t in enumerate(self.texts))
-        self._keys = [t for t, _ in self._sorted]
-        self._by_text: dict[str, list[int]] = {}
-        for i, t in enumerate(self.texts):
-            self._by_text.setdefault(t, []).append(i)
-
-    def allowed(self, heal: str) -> np.ndarray:
-        """Tokens that are compatible with the remaining healing text: they start with it, or
-        are a prefix of it (then the next token goes on healing)."""
-        lo = bisect.bisect_left(self._keys, heal)
-        hi = bisect.bisect_left(self._keys, heal + "\U0010ffff")
-        ids = [i for _, i in self._sorted[lo:hi]]
-        for end in range(1, len(heal)):
-            ids += self._by_text.get(heal[:end], [])
-        return np.array(sorted(set(ids)), dtype=np.int64)
-
-    def ranked(self, logits: np.ndarray, heal: str, rank: int) -> int | None:
-        if not heal:
-            if rank >= logits.shape[0]:
-                return None
-            return int(np.argpartition(-logits, rank)[rank]) if rank else int(np.argmax(logits))
-        allowed = self.allowed(heal)
-        if rank >= len(allowed):
-            return None
-        order = np.argsort(-logits[allowed])
-        return int(allowed[order[rank]])
-
-    def consume(self, heal: str, token: int) -> str:
-        text = self.texts[token]
-        return heal[len(text):] if heal.startswith(text) else ""
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _log_softmax_at(logits: np.ndarray, index: int) -> float:
-    top = float(logits.max())
-    return float(logits[index] - top - np.log(np.exp(logits - top).sum()))
+def _fill(kv: KVCache, prompt_ids: list[int], cancel: threading.Event | None) -> int:
+    """Bring `kv` to all but the last `MIN_PREFILL_TOKENS` of `prompt_ids`, chunk by chunk."""
+    end = len(prompt_ids) - MIN_PREFILL_TOKENS
+    done = min(common_prefix(kv.sequence, prompt_ids), end)
+    if kv.generator is None or done <= 0:
+        kv.restart()
+        done = 0
+    else:
+        kv.rewind(done)
+    while end - done >= MIN_PREFILL_TOKENS:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        step = min(end, done + PREFILL_CHUNK_TOKENS)
+        step = end if end - step < MIN_PREFILL_TOKENS else step
+        kv.append(prompt_ids[done:step])
+        done = step
+    return done

@@ -16,6 +16,7 @@ from collections import deque
 from typing import Callable
 
 from ..errors import CodecompError, ModelNotReady
+from ..models.pairing import draft_source
 from ..models.store import ModelDir, ModelStore
 from ..models.recipes import PromptFormat
 from ..models.store import rebuild_command, verify_checksums
@@ -77,6 +78,8 @@ class CompletionService:
             threads=settings.threads,
             context_length=settings.context_length,
             cache_slots=settings.kv_cache_slots,
+            # A pairing decodes speculatively; its drafter can be turned off (a setting).
+            draft=draft_source(model) if settings.speculative else None,
         )
         return cls(engine, model.manifest.prompt, model.manifest.display_name, settings)
 

@@ -21,6 +21,7 @@ class ServiceSettings:
     context_tokens_below: int = 256
     context_length: int = 4096  # KV cache: prompt plus generated tokens
     kv_cache_slots: int = 4  # notebooks whose KV cache is kept
+    speculative: bool = True  # a pairing model's drafter drafts (False: the verifier alone)
     # Ghost text is shown at or above this completion confidence (the frontend's minConfidence
     # default, read from /codecomp/status `min_confidence`); chosen on the corpus, RESULTS.md.
     min_confidence: float = 0.3

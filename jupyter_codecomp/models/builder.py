@@ -51,6 +51,10 @@ def build_model(
     force: bool = False,
     console: Console | None = None,
 ) -> ModelDir:
+    if recipe.pair is not None:  # a model and its drafter, built from their own recipes
+        from .pairing import build_pair
+
+        return build_pair(recipe, store, device=device, force=force, console=console)
     console = console or Console(stderr=True)
     target = store.path_for(recipe.name, device)
     if target.exists() and not force:

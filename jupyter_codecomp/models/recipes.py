@@ -35,6 +35,15 @@ class PromptFormat:
 
 
 @dataclass(frozen=True)
+class Pairing:
+    """A pairing recipe's members: `verifier` checks what `draft` proposes (a recipe name, or
+    "prompt-lookup" for drafts from the prompt's own n-grams)."""
+
+    verifier: str
+    draft: str
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
@@ -44,10 +53,14 @@ class Recipe:
     gguf_sha256: str | None
     precision: dict[str, str]  # device ("cpu", "cuda") -> builder precision
     prompt: PromptFormat = field(default_factory=PromptFormat)
+    pair: Pairing | None = None  # a pairing recipe builds its members (models/pairing.py)
 
     @classmethod
     def from_file(cls, path: Path) -> Recipe:
         data = tomllib.loads(path.read_text())
+        if "pair" in data:
+            return cls(data["name"], data.get("description", ""), data.get("license", ""),
+                       (), None, None, {}, pair=Pairing(**data["pair"]))
         source = data["source"]
         return cls(
             name=data["name"],
