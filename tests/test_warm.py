@@ -5,6 +5,7 @@ completion, is pre-empted by one, and keeps only the newest warm per notebook.""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -115,3 +116,61 @@ def service_variables():
     from jupyter_codecomp.completion.context import Variables
 
     return Variables()
+
+
+# --- the route, on a real Jupyter server with the scripted engine -----------------------------
+
+@pytest.fixture
+def jp_server_config(tmp_path):
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
+        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu",
+                           "disabled_paths": ["exams/**"]},
+    }
+
+
+@pytest.fixture
+def lesson(jp_root_dir):
+    """The notebook the requests name (the policy reads it)."""
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (jp_root_dir / "lesson.ipynb").write_text(json.dumps(notebook))
+
+
+def body(prefix: str, path: str = "lesson.ipynb") -> str:
+    cells = [{"cell_type": "code", "source": c.source} for c in CELLS]
+    return json.dumps({"prefix": prefix, "cells": cells, "path": path})
+
+
+async def test_warm_route_prefills_and_the_keystroke_reuses_it(jp_fetch, fake_engine, lesson):
+    reply = json.loads((await jp_fetch("codecomp", "warm", method="POST",
+                                       body=body("total = "))).body)
+    assert reply["state"] == "done" and reply["cached_tokens"] > 100, reply
+    assert fake_engine.calls == []  # nothing generated
+    done = json.loads((await jp_fetch("codecomp", "complete", method="POST",
+                                      body=body("total = v"))).body)
+    assert done["context"]["cached_tokens"] >= reply["cached_tokens"] - 12
+
+
+async def test_a_completion_is_never_kept_waiting_by_a_warm(jp_fetch, fake_engine, lesson):
+    fake_engine.prefill_delay = 0.05  # this warm would take ~25 s
+    warm = asyncio.ensure_future(jp_fetch("codecomp", "warm", method="POST",
+                                          body=body("total = ")))
+    await asyncio.sleep(0.3)  # the warm is prefilling
+    completion = await jp_fetch("codecomp", "complete", method="POST", body=body("total = v"))
+    assert json.loads(completion.body)["completions"]
+    assert json.loads((await warm).body)["state"] == "preempted"
+    assert fake_engine.warmed == []
+
+
+async def test_warm_of_a_disabled_path_does_nothing(jp_fetch, fake_engine):
+    reply = json.loads((await jp_fetch("codecomp", "warm", method="POST",
+                                       body=body("x = ", path="exams/final.ipynb"))).body)
+    assert reply["state"] == "disabled" and fake_engine.warmed == []
+
+
+async def test_warm_with_a_bad_field_is_a_400_naming_it(jp_fetch, fake_engine):
+    from tornado.httpclient import HTTPClientError
+
+    with pytest.raises(HTTPClientError) as error:
+        await jp_fetch("codecomp", "warm", method="POST", body=json.dumps({"prefix": 3}))
+    assert error.value.code == 400 and b"prefix" in error.value.response.body

@@ -215,7 +215,8 @@ class Completer:
                              getattr(serverapp, "session_manager", None))
         self.kernel_variables = KernelVariables(serverapp.kernel_manager)
         self.queue = EngineQueue()
-        self.warmer = WarmQueue()  # prefill ahead when the engine is idle (issue 17, warm.py)
+        # Prefill ahead, on the engine's thread when no completion waits (issue 17, warm.py).
+        self.warmer = WarmQueue(self.queue.idle_executor)
 
     def service(self) -> CompletionService:
         return self.loader.get()

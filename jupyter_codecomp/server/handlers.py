@@ -109,6 +109,13 @@ class CodecompMixin:
 
     async def complete(self, request: CompletionRequest, *, cancel: threading.Event,
                        streamer=None, key=None, still_latest=lambda: True) -> dict:
+        # From arrival to reply, no warm prefill starts and a running one stops (warm.py).
+        with self.completer.warmer.hold(request.path):
+            return await self._complete(request, cancel=cancel, streamer=streamer, key=key,
+                                        still_latest=still_latest)
+
+    async def _complete(self, request: CompletionRequest, *, cancel: threading.Event,
+                        streamer=None, key=None, still_latest=lambda: True) -> dict:
         """The whole route in one place: policy, readiness, variables, the queue, generation."""
         decision = await self.decide(request)
         if decision.disabled:
@@ -210,6 +217,27 @@ class ContextHandler(CodecompAPIHandler):
             report = service.context_report(request, variables)
             report.update(disabled=None, path=decision.path, variables_block=variables.block)
             self.finish(dumps(report))
+        except ApiError as error:
+            self.send_error_json(error)
+
+
+class WarmHandler(CodecompAPIHandler):
+    """Prefill a prompt before the first keystroke (issue 17, warm.py); the reply says what became
+    of it (`done`, `replaced`, `preempted`, `disabled`), and the frontend does not wait for it."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        try:
+            request = await self.body_request()
+            decision = await self.decide(request)
+            if decision.disabled:
+                self.finish(dumps({"state": "disabled", "disabled": decision.disabled,
+                                   "cached_tokens": 0}))
+                return
+            service = self.ready_service()
+            variables = await self.completer.variables(decision)
+            self.finish(dumps(await self.completer.warmer.submit(service, request, variables)))
         except ApiError as error:
             self.send_error_json(error)
 
@@ -358,5 +386,6 @@ handlers = [
     (r"/codecomp/complete", CompleteHandler),
     (r"/codecomp/context", ContextHandler),
     (r"/codecomp/status", StatusHandler),
+    (r"/codecomp/warm", WarmHandler),
     (r"/codecomp/stream", StreamHandler),
 ]

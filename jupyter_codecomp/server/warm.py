@@ -7,8 +7,8 @@ a cell. A warm request generates nothing and has the lowest priority:
 - any completion pre-empts it: the prefill stops at its next chunk (what it filled stays in the
   cache), and a warm of another notebook goes back in the queue;
 - a newer warm for the same notebook replaces the older one, waiting or running.
-Warm jobs run on a thread of their own; the engine's lock orders them with the completions, and a
-completion waits at most one prefill chunk (`OnnxEngine.prefill`).
+Warm jobs run in the completer's idle lane (the engine's thread, when no completion waits); a
+completion that arrives meanwhile waits at most one prefill chunk (`OnnxEngine.prefill`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,7 +28,7 @@ from ..completion.service import CompletionService
 from ..errors import Cancelled
 
 if TYPE_CHECKING:
-    from .completer import Completer
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,10 @@ class _WarmJob:
 class WarmQueue:
     """The newest warm request per notebook, run on the completer's one worker when idle."""
 
-    def __init__(self):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codecomp-warm")
+    def __init__(self, executor: Executor | None = None):
+        # The completer's idle lane: the engine's thread, only when no completion waits.
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="codecomp-warm")
+        self._own_executor = executor is None
         self._waiting: dict[str, _WarmJob] = {}  # notebook path -> newest warm, oldest first
         self._running: _WarmJob | None = None
         self._holds = 0  # completions between arrival and reply
@@ -99,7 +101,8 @@ class WarmQueue:
             job.cancel.set()
         if self._running is not None:
             self._running.cancel.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _start_next(self) -> None:
         if self._running is not None or self._holds or not self._waiting:
@@ -133,13 +136,3 @@ def _resolve(job: _WarmJob, result: dict) -> None:
     if not job.done.done():
         job.done.set_result(result)
 
-
-async def warm_request(completer: Completer, request: CompletionRequest) -> dict:
-    """The warm route: the completion's policy and variables (so the prompt is the one the first
-    keystroke builds), then the queue. Raises `CodecompError` when the model is not ready."""
-    decision = await completer.decide(request.path, request.kernel_id)
-    if decision.disabled:
-        return {"state": "disabled", "cached_tokens": 0}
-    service = completer.service()
-    variables = await completer.variables(decision)
-    return await completer.warmer.submit(service, request, variables)
