@@ -54,6 +54,30 @@ async def run(client, code: str) -> tuple[dict, str]:
     return reply["content"], "".join(out)
 
 
+async def control(client, msg_type: str, content: dict) -> dict:
+    """A request on the control channel, and its reply."""
+    msg = client.session.msg(msg_type, content)
+    client.control_channel.send(msg)
+    while True:
+        reply = await client.get_control_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply
+
+
+async def on_subshell(client, subshell_id: str, code: str) -> None:
+    """Run code on a subshell (jupyter_client's execute() has no subshell argument)."""
+    msg = client.session.msg("execute_request", {
+        "code": code, "silent": False, "store_history": False, "user_expressions": {},
+        "allow_stdin": False, "stop_on_error": True})
+    msg["header"]["subshell_id"] = subshell_id
+    client.shell_channel.send(msg)
+    while True:
+        reply = await client.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return
+
+
 async def wait_state(km, kernel_id, state, timeout=30.0):
     deadline = time.monotonic() + timeout
     while km.get_kernel(kernel_id).execution_state != state:
@@ -149,6 +173,7 @@ async def test_busy_kernel_answers_through_a_subshell(kernel, variables):
     km, kernel_id, client = kernel
     await run(client, "import time\nweekly = [1, 2, 3]")
     assert (await variables.get(kernel_id)).status == "fresh"
+    idle_read = variables._readers[kernel_id].main_pending  # the last request to the main shell
     client.execute("during = 1\ntime.sleep(30)\nafter = 2")
     await wait_state(km, kernel_id, "busy")
     await asyncio.sleep(0.3)
@@ -160,9 +185,16 @@ async def test_busy_kernel_answers_through_a_subshell(kernel, variables):
     assert result.status == "fresh", result
     assert names(result) == ["time", "weekly", "during"]
     assert (await variables.get(kernel_id)).status == "cached"
-    # The subshell's own idle status does not leave the server thinking the kernel is idle.
-    await asyncio.sleep(0.6)
-    assert km.get_kernel(kernel_id).execution_state == "busy"
+    # Another client changes the namespace through a subshell of its own: our cache goes stale,
+    # and the next read goes through our subshell again, never queued behind the running cell.
+    reply = await control(client, "create_subshell_request", {})
+    await on_subshell(client, reply["content"]["subshell_id"], "meanwhile = 5")
+    reader = variables._readers[kernel_id]
+    while not reader.stale:
+        await asyncio.sleep(0.02)
+    result = await variables.get(kernel_id)
+    assert result.status == "fresh" and names(result)[-1] == "meanwhile"
+    assert reader.main_pending is idle_read  # the main shell was never asked while busy
 
     # The cell ends (interrupted): the cache is stale again and the next read sees the end state.
     await km.interrupt_kernel(kernel_id)
@@ -173,18 +205,19 @@ async def test_busy_kernel_answers_through_a_subshell(kernel, variables):
     while (result := await variables.get(kernel_id)).status == "cached":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
-    assert result.status == "fresh" and names(result) == ["time", "weekly", "during", "later"]
+    assert result.status == "fresh"
+    assert names(result) == ["time", "weekly", "during", "meanwhile", "later"]
 
 
 async def test_busy_kernel_without_subshells_is_served_from_the_cache(kernel, variables):
     km, kernel_id, client = kernel
     await run(client, "import time\nweekly = [1, 2, 3]")
     assert names(await variables.get(kernel_id)) == ["time", "weekly"]
-    connection = variables._connections[kernel_id]
-    connection.subshells, connection.subshell_id = False, None  # as with an ipykernel before 7
+    reader = variables._readers[kernel_id]
+    reader.subshell.supported, reader.subshell.id = False, None  # as with an ipykernel before 7
     client.execute("during = 1\ntime.sleep(30)")
     await wait_state(km, kernel_id, "busy")
-    while not variables._connections[kernel_id].stale:  # our iopub watcher saw the cell start
+    while not reader.stale:  # our iopub watcher saw the cell start
         await asyncio.sleep(0.02)
 
     started = time.monotonic()
@@ -199,10 +232,9 @@ async def test_busy_kernel_without_subshells_or_cache(kernel, variables):
     client.execute("import time\ntime.sleep(30)")
     await wait_state(km, kernel_id, "busy")
     await variables.get(kernel_id)  # may already have started a subshell read: fine
-    variables._connections[kernel_id].subshells = False
-    variables._connections[kernel_id].subshell_id = None
-    variables._connections[kernel_id].variables = None
-    variables._connections[kernel_id].stale = True
+    reader = variables._readers[kernel_id]
+    reader.subshell.supported, reader.subshell.id = False, None
+    reader.variables = None  # nothing cached yet
     result = await variables.get(kernel_id)
     assert result.status == "busy-empty" and result.variables == []
     await km.interrupt_kernel(kernel_id)
@@ -239,11 +271,11 @@ async def test_unknown_and_dead_kernels(kernel, variables):
         await asyncio.sleep(0.05)
     result = await variables.get(kernel_id)
     assert result.status in ("dead", "restarting", "unknown"), result
-    assert kernel_id not in variables._connections or result.status == "restarting"
+    assert kernel_id not in variables._readers or result.status == "restarting"
 
     await km.shutdown_kernel(kernel_id, now=True)
     result = await variables.get(kernel_id)
-    assert result.status == "unknown" and variables._connections == {}
+    assert result.status == "unknown" and variables._readers == {}
 
 
 async def test_close_ends_every_connection(kernel, jp_serverapp):
@@ -255,7 +287,7 @@ async def test_close_ends_every_connection(kernel, jp_serverapp):
     await wait_state(km, kernel_id, "busy")
     await kv.get(kernel_id)  # creates the subshell
     await kv.close()
-    assert kv._connections == {}
+    assert kv._readers == {}
     await km.interrupt_kernel(kernel_id)
 
 
@@ -263,11 +295,11 @@ async def test_concurrent_and_cancelled_reads(kernel, variables):
     km, kernel_id, client = kernel
     await run(client, "a = 1")
     results = await asyncio.gather(*(variables.get(kernel_id) for _ in range(5)))
-    assert len(variables._connections) == 1  # one client per kernel
+    assert len(variables._readers) == 1  # one client per kernel
     assert all(r.status in ("fresh", "cached") and names(r) == ["a"] for r in results)
 
     await run(client, "b = 2")
-    while not variables._connections[kernel_id].stale:
+    while not variables._readers[kernel_id].stale:
         await asyncio.sleep(0.02)
     task = asyncio.ensure_future(variables.get(kernel_id))
     await asyncio.sleep(0)
