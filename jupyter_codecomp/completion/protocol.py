@@ -7,6 +7,7 @@ raises `RequestError` naming the failing field, which the handlers turn into a 4
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -94,6 +95,13 @@ class Completion:
     # In [0, 1], from the model's token probabilities (postprocess.confidence): the frontend
     # shows ghost text at or above its minConfidence (default: /codecomp/status min_confidence).
     confidence: float = 0.0
+
+    def __post_init__(self) -> None:
+        # JSON has no NaN: a figure from broken weights is sent as 0 (the service drops
+        # candidates whose score is not finite; this holds for any other producer too).
+        for name in ("score", "confidence"):
+            if not math.isfinite(getattr(self, name)):
+                object.__setattr__(self, name, 0.0)
 
 
 @dataclass

@@ -308,6 +308,9 @@ class StreamHandler(CodecompMixin, WebSocketMixin, WebSocketHandler, JupyterHand
 
     def open(self, *args, **kwargs):
         super().open(*args, **kwargs)
+        # Streamed text goes out in small frames: with Nagle's algorithm each waited for the
+        # client's delayed ACK (measured: 51 ms per request on the scripted engine, 2-7 without).
+        self.set_nodelay(True)
         self._loop = IOLoop.current()
         self._socket = next(self._sockets)
         self._cancels: dict[str, threading.Event] = {}  # request id (as JSON) -> cancel flag
