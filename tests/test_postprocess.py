@@ -1,7 +1,10 @@
 """Golden tests of post-processing: what goes in at the cursor, and when generation stops."""
 
+import math
+
 import pytest
 
+from jupyter_codecomp.completion.fake_engine import FakeEngine
 from jupyter_codecomp.completion.postprocess import NAIVE_RULES, Trimmer, resolve_mode
 
 CASES = [
@@ -99,3 +102,63 @@ def test_the_naive_rules_only_end_the_line():
     assert naive.trim("# %% [markdown]\n# Next").text == "# %% [markdown]"
     assert naive.trim("# Integer array\ny = 2\n").text == "# Integer array"
     assert Trimmer("x = 1\n", "", "line").trim("# Integer array\ny = 2\n").text == "y = 2"
+
+
+def test_kept_logprobs_cover_the_kept_text_and_the_token_after_it():
+    from jupyter_codecomp.completion.postprocess import confidence, kept_logprobs
+
+    tokens = ["# Int", " array", "\n", "y", " =", " 2", "\n", "z"]
+    decode = lambda ids: "".join(tokens[i] for i in ids)  # noqa: E731
+    logprobs = [-3.0, -2.0, -1.0, -0.1, -0.2, -0.3, -0.4, -5.0]
+    raw = "".join(tokens)
+    # The comment line was dropped: its tokens do not count; the newline after `y = 2` does.
+    kept = kept_logprobs(raw, "y = 2", list(range(8)), logprobs, decode)
+    assert kept == [-0.1, -0.2, -0.3, -0.4]
+    assert confidence(kept) == pytest.approx(math.exp(-0.25), abs=1e-4)
+    assert confidence([]) == 0.0 and kept_logprobs(raw, "", list(range(8)), logprobs, decode) == []
+    assert confidence([-50.0]) == 0.0 and confidence([0.0]) == 1.0  # rounded to 4 places
+
+
+class _Alternatives(FakeEngine):
+    """Scripted alternatives: `texts[k]` is the k-th alternative (the fake engine has one)."""
+
+    def __init__(self, texts):
+        super().__init__(lambda prompt: texts[0])
+        self.texts = texts
+        self.asked: list[int] = []
+
+    def generate(self, prompt_ids, *, criteria, heal="", n=1, **kwargs):
+        self.asked.append(n)
+        result = super().generate(prompt_ids, criteria=criteria, heal=heal, n=1, **kwargs)
+        for text in self.texts[1:n]:
+            ids = self.tokenizer.encode(heal + text, add_special_tokens=False).ids
+            result.candidates.append(self._decode(ids, heal, criteria, None, None))
+        return result
+
+
+def _service(engine):
+    from jupyter_codecomp.completion.fake_engine import FIM_TOKENS
+    from jupyter_codecomp.completion.service import CompletionService
+    from jupyter_codecomp.models.recipes import PromptFormat
+
+    fmt = PromptFormat(fim=True, fim_prefix=FIM_TOKENS[0], fim_suffix=FIM_TOKENS[1],
+                       fim_middle=FIM_TOKENS[2], stop_tokens=("<|endoftext|>",))
+    return CompletionService(engine, fmt, "fake")
+
+
+def test_an_alternative_replaces_a_first_one_cut_to_nothing():
+    from jupyter_codecomp.completion.protocol import CompletionRequest
+
+    # The first alternative repeats the line below (cut to nothing), the second is code.
+    engine = _Alternatives(["print(a)\n", "b = a + 1\n", "c = 3\n"])
+    request = CompletionRequest(prefix="a = 1\n", suffix="\nprint(a)", mode="line")
+    reply = _service(engine).complete(request)
+    assert [c.text for c in reply.completions] == ["b = a + 1"]
+    assert engine.asked == [1, 3]
+    # A first alternative with text: one generation, no fallback.
+    engine = _Alternatives(["b = 2\n", "c = 3\n"])
+    assert _service(engine).complete(request).completions[0].text == "b = 2"
+    assert engine.asked == [1]
+    # Nothing usable anywhere: an empty suggestion, not an error.
+    engine = _Alternatives(["print(a)\n", "# %%\n"])
+    assert [c.text for c in _service(engine).complete(request).completions] == [""]

@@ -33,7 +33,8 @@ def text_of(tok, prompt):
 
 def test_fim_layout_with_cells_variables_and_healing(tokenizer):
     cells = [Cell("markdown", "# Sales\nWe load the data.\n\nMore text"),
-             Cell("code", "import pandas as pd\nsales = pd.read_csv('sales.csv')", "   date  amount")]
+             Cell("code", "import pandas as pd\nsales = pd.read_csv('sales.csv')",
+                  "   date  amount")]
     below = [Cell("code", "sales.plot()")]
     prompt = builder(tokenizer).build(
         "total = sales.", "\nprint(total)", cells, below,
@@ -108,3 +109,39 @@ def test_cell_text_markdown_is_short_comments_and_raw_is_dropped():
     assert cell_text(long_md).count("\n# line") == 3
     assert cell_text(Cell("raw", "anything")) == ""
     assert cell_text(Cell("code", "   ")) == ""
+
+
+def test_the_naive_layout_is_the_cells_above_as_plain_code(tokenizer):
+    from jupyter_codecomp.completion.prompt import NAIVE
+
+    cells = [Cell("markdown", "# Sales"), Cell("code", "import pandas as pd"),
+             Cell("code", "sales = pd.read_csv('s.csv')")]
+    prompt = builder(tokenizer, layout=NAIVE).build(
+        "total = sales.", "\nprint(total)", cells, variables="# sales: DataFrame")
+    assert prompt.heal == "."
+    assert text_of(tokenizer, prompt) == (
+        "<|fim_prefix|>import pandas as pd\n\nsales = pd.read_csv('s.csv')\n\ntotal = sales"
+        "<|fim_suffix|>\nprint(total)\n<|fim_middle|>")
+    assert builder(tokenizer, layout=NAIVE).budget_above == 1500
+
+
+def test_layout_options_each_change_one_thing(tokenizer):
+    from jupyter_codecomp.completion.prompt import PromptLayout
+
+    cells = [Cell("code", "x = 1")]
+    top = builder(tokenizer, layout=PromptLayout(variables="top")).build(
+        "y = x", cells=cells, variables="# x: int")
+    assert text_of(tokenizer, top).startswith(
+        "<|fim_prefix|># %%\n# Variables in the running kernel:\n# x: int\n\n"
+        "# %%\nx = 1\n\n# %%\ny")
+    assert [p.kind for p in top.parts][:2] == ["variables", "cell_above"]
+    none = builder(tokenizer, layout=PromptLayout(variables="none")).build(
+        "y = x", cells=cells, variables="# x: int")
+    assert "Variables" not in text_of(tokenizer, none)
+    unhealed = builder(tokenizer, layout=PromptLayout(heal=False)).build("y = np.")
+    assert unhealed.heal == "" and text_of(tokenizer, unhealed).startswith("<|fim_prefix|>y = np.<")
+    layout = PromptLayout().with_options({"budget_above": "1500", "markdown": "drop", "heal": "0"})
+    assert (layout.budget_above, layout.markdown, layout.heal) == (1500, "drop", False)
+    for bad in ({"budget": "1"}, {"markdown": "html"}, {"budget_above": "many"}):
+        with pytest.raises(ValueError):
+            PromptLayout().with_options(bad)

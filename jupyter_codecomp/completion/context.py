@@ -21,7 +21,8 @@ class Variables:
     kernel: str | None = None  # "fresh", "cached", "dead", "unknown", ... (None: no kernel named)
 
 
-def cells_below_shown(request: CompletionRequest, rule: str = "not_on_empty_line") -> tuple[Cell, ...]:
+def cells_below_shown(request: CompletionRequest,
+                      rule: str = "not_on_empty_line") -> tuple[Cell, ...]:
     """The cells below, except on an empty line (`rule`: "not_on_empty_line"; "always" and
     "never" are the evaluation's alternatives): there the model chooses what comes next, and the
     lines below are what it copies instead. Measured on the corpus (benchmarks/RESULTS.md)."""

@@ -22,11 +22,12 @@ reuse applies.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Literal, Sequence
+from typing import Literal, get_args, get_type_hints
 
-from .protocol import Cell
 from ..models.recipes import PromptFormat
+from .protocol import Cell
 
 MARKDOWN_MAX_LINES = 3
 MARKDOWN_MAX_CHARS = 240
@@ -41,7 +42,7 @@ CELL_MARKER = "# %%"
 
 @dataclass(frozen=True)
 class PromptLayout:
-    """How the notebook is laid out as one file; each field is a decision of benchmarks/RESULTS.md."""
+    """How the notebook is laid out as one file; each field is a decision of RESULTS.md."""
 
     markdown: Literal["comments", "drop"] = "comments"  # markdown cells as short comments, or out
     separator: Literal["marker", "blank"] = "marker"  # `# %%` before each cell, or a blank line
@@ -62,8 +63,10 @@ class PromptLayout:
                 values[name] = value in ("1", "true", "yes", "on")
             elif isinstance(current, int):
                 values[name] = int(value)
-            else:
+            elif value in get_args(get_type_hints(PromptLayout)[name]):
                 values[name] = value
+            else:
+                raise ValueError(f"{name}={value}")
         return replace(self, **values)
 
 
@@ -127,7 +130,8 @@ class PromptBuilder:
             )
             if tok
         }
-        self.fim = fmt.fim and all(self._special.get(k) is not None for k in ("prefix", "suffix", "middle"))
+        self.fim = fmt.fim and all(self._special.get(k) is not None
+                                   for k in ("prefix", "suffix", "middle"))
 
     def build(
         self,

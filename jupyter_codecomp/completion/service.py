@@ -96,10 +96,11 @@ class CompletionService:
         *,
         streamer: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
-        trace: list[list[float]] | None = None,
+        trace: list[dict] | None = None,
     ) -> CompletionReply:
-        """`trace`, when given, receives each completion's kept token log-probabilities (the
-        evaluation compares confidence statistics on them)."""
+        """`trace`, when given, receives for each completion its kept token log-probabilities
+        (the evaluation compares confidence statistics on them), the raw text and why the first
+        alternative was cut, when it was cut to nothing."""
         started = time.perf_counter()
         prompt = self.prompt(request, variables)
         mode = resolve_mode(request.prefix, request.suffix, request.mode)
@@ -126,7 +127,9 @@ class CompletionService:
             cache_key=request.path or "",
         )
         trimmed = [trimmer.trim(c.text).text for c in result.candidates]
-        if self.rules is PRODUCT_RULES and request.n == 1 and trimmed and not trimmed[0]:
+        emptied = (trimmer.trim(result.candidates[0].text).cut_by or "cap"
+                   if trimmed and not trimmed[0] else "")
+        if self.rules is PRODUCT_RULES and request.n == 1 and emptied:
             # The first alternative was cut to nothing (a line the suffix already has, a comment,
             # scaffolding): the next one is the suggestion. The prompt is in the KV cache.
             result2 = self.engine.generate(prompt.ids, criteria=criteria, heal=prompt.heal,
@@ -149,7 +152,8 @@ class CompletionService:
                 completions.append(Completion(text, round(candidate.score, 4),
                                               confidence(logprobs)))
                 if trace is not None:
-                    trace.append(logprobs)
+                    trace.append({"logprobs": logprobs, "raw": candidate.text,
+                                  "first_emptied_by": emptied})
         total = (time.perf_counter() - started) * 1000
         self.latencies_ms.append(total)
         t = result.timings_ms

@@ -243,7 +243,7 @@ class EvalApp(_Base):
     def run(self):
         from rich.progress import Progress
 
-        from .eval_report import print_report, write_outputs
+        from .eval_report import print_report, write_json, write_outputs
         from .evaluation import KINDS, evaluate, notebook_counts, parse_variant
         from ..completion.service import ServiceLoader
 
@@ -271,7 +271,8 @@ class EvalApp(_Base):
             report = evaluate(service, notebooks, variants=variants, kernel=self.kernel,
                               seed=self.seed, per_notebook=self.tasks_per_notebook,
                               cell_timeout=self.cell_timeout, kinds=kinds, mode=self.mode,
-                              progress=progress)
+                              progress=progress, checkpoint=lambda partial: write_json(
+                                  partial, Path(self.out)))
         json_path, png_path = write_outputs(report, Path(self.out))
         print_report(report, Console(width=max(160, Console().width)), console)
         console.print(f"wrote {json_path} and {png_path}")

@@ -21,10 +21,15 @@ def _pyplot():
     return plt
 
 
-def write_outputs(report: dict, out: Path) -> tuple[Path, Path]:
+def write_json(report: dict, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "results.json"
     json_path.write_text(json.dumps(report, indent=1))
+    return json_path
+
+
+def write_outputs(report: dict, out: Path) -> tuple[Path, Path]:
+    json_path = write_json(report, out)
     png_path = out / "results.png"
     plt = _pyplot()
     rows = [r for r in report["summary"] if r["kind"] in ("line", "mid", "block")]
@@ -34,8 +39,8 @@ def write_outputs(report: dict, out: Path) -> tuple[Path, Path]:
     for ax, metric in zip(axes, ("exact_match", "edit_similarity")):
         width = 0.8 / max(1, len(variants))
         for i, variant in enumerate(variants):
-            values = [next((r[metric] for r in rows if r["variant"] == variant and r["kind"] == k), 0)
-                      for k in kinds]
+            values = [next((r[metric] for r in rows
+                            if r["variant"] == variant and r["kind"] == k), 0) for k in kinds]
             ax.bar([k + i * width for k in range(len(kinds))], values, width, label=variant)
         ax.set_xticks([k + width * (len(variants) - 1) / 2 for k in range(len(kinds))], kinds)
         ax.set_title(metric.replace("_", " ") + " (%)")
@@ -119,6 +124,11 @@ def print_report(report: dict, out, log) -> None:
                                             f"precision {p['precision']}%" for p in points))
         log.print("average precision by statistic: " + ", ".join(
             f"{name} {stat['average_precision']}" for name, stat in confidence.items()))
+    for variant, reasons in report.get("emptied_by", {}).items():
+        if reasons:
+            ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+            log.print(f"{variant}: first alternative cut to nothing by "
+                      + ", ".join(f"{rule} {count}" for rule, count in ranked))
     for notebook, errors in report.get("cell_errors", {}).items():
         log.print(f"[dim]{notebook}: {len(errors)} cell error(s), e.g. "
                   f"{next(iter(errors.values()))}[/]")

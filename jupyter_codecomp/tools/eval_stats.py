@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ..completion.postprocess.confidence import STATISTICS
 from .eval_tasks import Result, starts_with_name
@@ -50,7 +50,8 @@ def summarize(results: list[Result]) -> list[dict]:
             groups.setdefault((r.variant, kind), []).append(r)
     order = list(dict.fromkeys(r.variant for r in results))  # as asked, the baselines last
     rows = []
-    for (variant, kind), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+    for (variant, kind), rs in sorted(groups.items(),
+                                      key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
         rows.append({
             "variant": variant, "kind": kind, "n": len(rs),
             **{name: round(statistics.mean(f(r) for r in rs), 1) for name, f in METRICS.items()},

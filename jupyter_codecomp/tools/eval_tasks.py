@@ -14,8 +14,8 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..completion.protocol import Cell
 from ..completion.postprocess import is_scaffolding
+from ..completion.protocol import Cell
 
 KINDS = ("line", "mid", "block")
 WORD = re.compile(r"\w+|[^\w\s]")
@@ -44,6 +44,8 @@ class Result:
     cached_tokens: int = 0  # reused from the previous prompt's KV cache
     confidence: float = 0.0
     logprobs: tuple[float, ...] = ()  # the kept tokens' log-probabilities
+    raw: str = ""  # what the model wrote, before post-processing
+    first_emptied_by: str = ""  # the rule that cut the first alternative to nothing, if one did
 
     @property
     def empty(self) -> bool:
@@ -68,15 +70,19 @@ def collect_notebooks(paths: list[str]) -> list[Path]:
 def notebook_counts(paths: list[str], per_notebook: int) -> dict[Path, int]:
     """Notebooks under `paths` and the tasks to draw from each: `per_notebook`, or N for a path
     given as `PATH:N` (the corpora differ in size: a few long textbook chapters, many short
-    exercise notebooks)."""
-    found: dict[Path, int] = {}
+    exercise notebooks). The paths take turns, a notebook each, so that every corpus is in the
+    first part of a run (results.json is written after each notebook)."""
+    groups: list[list[tuple[Path, int]]] = []
     for name in paths:
         head, _, count = name.rpartition(":")
         name, count = (head, int(count)) if head and count.isdigit() else (name, per_notebook)
         path = Path(name)
-        for notebook in sorted(path.rglob("*.ipynb")) if path.is_dir() else [path]:
-            if ".ipynb_checkpoints" not in notebook.parts:
-                found[notebook] = count
+        groups.append([(nb, count) for nb in (sorted(path.rglob("*.ipynb")) if path.is_dir()
+                                              else [path])
+                       if ".ipynb_checkpoints" not in nb.parts])
+    found: dict[Path, int] = {}
+    for turn in range(max((len(g) for g in groups), default=0)):
+        found.update(g[turn] for g in groups if turn < len(g))
     return found
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -33,11 +34,24 @@ from ..completion.postprocess.rules import Rules
 from ..completion.prompt import NAIVE, PromptLayout
 from ..completion.protocol import Cell, CompletionRequest
 from .eval_stats import confidence_report, paired, summarize
-from .eval_tasks import (KINDS, Result, Task, collect_notebooks, in_notebook_order,  # noqa: F401
-                         notebook_counts,
-                         make_block_tasks, make_tasks, notebook_cells, score, starts_with_name)
+from .eval_tasks import (  # noqa: F401
+    KINDS,
+    Result,
+    Task,
+    collect_notebooks,
+    in_notebook_order,
+    make_block_tasks,
+    make_tasks,
+    notebook_cells,
+    notebook_counts,
+    score,
+    starts_with_name,
+)
 
 CONTEXT_PARTS = ("above", "below", "variables")
+# A block costs up to 160 generated tokens against a line's 48: a notebook gets a third as many
+# block tasks as line and mid-line ones (the CPU of the standard run is what bounds it).
+BLOCK_SHARE = 3
 BASELINE = "naive"
 PRODUCT = "product"
 
@@ -60,7 +74,8 @@ def variant_parts(variant: str) -> set[str]:
     return parts
 
 
-def parse_variant(name: str, layout: PromptLayout = PromptLayout(), kernel: bool = False) -> Variant:
+def parse_variant(name: str, layout: PromptLayout = PromptLayout(),
+                  kernel: bool = False) -> Variant:
     """`context[/option=value...]`; ValueError names the bad part or option."""
     base, *options = name.split("/")
     rules = PRODUCT_RULES
@@ -124,7 +139,9 @@ class NotebookKernel:
             self.kc.get_shell_msg(timeout=30)
             return f"timeout after {self.cell_timeout:.0f} s"
         content = reply["content"]
-        return None if content["status"] == "ok" else f"{content.get('ename')}: {content.get('evalue')}"
+        if content["status"] == "ok":
+            return None
+        return f"{content.get('ename')}: {content.get('evalue')}"
 
     def variables(self) -> Variables:
         from ..kernel.variables import KERNEL_EXPRESSION, format_variables, variables_from_reply
@@ -190,7 +207,8 @@ def draw_tasks(notebooks: list[Path] | dict[Path, int], seed: int, per_notebook:
         # Filtered after the seeded draw: a run of one kind scores the same tasks as a full run.
         tasks = [t for t in make_tasks(path, cells, rng, count) if t.kind in kinds]
         if "block" in kinds:
-            tasks = sorted(tasks + make_block_tasks(path, cells, block_rng, count),
+            blocks = make_block_tasks(path, cells, block_rng, max(1, count // BLOCK_SHARE))
+            tasks = sorted(tasks + blocks,
                            key=in_notebook_order)
         runs[path] = NotebookRun(cells, tasks)
     return runs
@@ -208,7 +226,7 @@ def run_task(service, variant: Variant, task: Task, cells: list[Cell], variables
     if key in memo:
         reply, trace = memo[key]
     else:
-        trace: list[list[float]] = []
+        trace: list[dict] = []
         reply = service.complete(request, shown, trace=trace)
         memo[key] = reply, trace
     latency = reply.timings_ms.total  # a memo's reply keeps the latency it was served with
@@ -217,12 +235,17 @@ def run_task(service, variant: Variant, task: Task, cells: list[Cell], variables
                    prompt_tokens=reply.context.prompt_tokens,
                    cached_tokens=reply.context.cached_tokens,
                    confidence=best.confidence if best else 0.0,
-                   logprobs=tuple(round(x, 4) for x in trace[0]) if trace else ())
+                   logprobs=tuple(round(x, 4) for x in trace[0]["logprobs"]) if trace else (),
+                   raw=trace[0]["raw"] if trace else "",
+                   first_emptied_by=trace[0]["first_emptied_by"] if trace else "")
 
 
-def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list[str], kernel: bool, seed: int,
-             per_notebook: int, cell_timeout: float, kinds: tuple[str, ...] = ("line", "mid"),
-             mode: str = "auto", progress=None) -> dict:
+def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list[str],
+             kernel: bool, seed: int, per_notebook: int, cell_timeout: float,
+             kinds: tuple[str, ...] = ("line", "mid"), mode: str = "auto",
+             progress=None, checkpoint=None) -> dict:
+    """The report of the run; `checkpoint`, if given, receives the report so far after each
+    notebook (a long run stopped early still leaves its figures)."""
     started = time.perf_counter()
     parsed = [parse_variant(v, service.layout, kernel) for v in variants]
     if any("variables" in v.parts for v in parsed) and not kernel:
@@ -233,6 +256,7 @@ def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list
     bar = progress.add_task("evaluating", total=total) if progress else None
     results: list[Result] = []
     baseline: list[Result] = []
+    finished: dict[Path, NotebookRun] = {}
     for path, run in runs.items():
         nb_kernel = NotebookKernel(cell_timeout, path.parent) if kernel else None
         executed = 0
@@ -256,6 +280,13 @@ def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list
                     baseline += kernel_baselines(nb_kernel, task)
                 if progress:
                     progress.advance(bar)
+            if progress and not progress.console.is_terminal:  # a log file: one line a notebook
+                progress.console.print(f"{path}: {len(run.tasks)} tasks, "
+                                       f"{time.perf_counter() - started:.0f} s so far")
+            finished[path] = run
+            if checkpoint:
+                checkpoint(report_of(service, list(finished), finished, parsed, results, baseline,
+                                     seed=seed, mode=mode, seconds=time.perf_counter() - started))
         finally:
             if nb_kernel:
                 nb_kernel.close()
@@ -285,6 +316,10 @@ def report_of(service, notebooks, runs, parsed, results, baseline, *, seed, mode
         "cell_errors": {str(p): r.errors for p, r in runs.items() if r.errors},
         "summary": summarize(results + baseline),
         "comparisons": comparisons,
+        # Why a first alternative was cut to nothing (the product then takes the next one).
+        "emptied_by": {name: dict(Counter(r.first_emptied_by for r in results
+                                          if r.variant == name and r.first_emptied_by))
+                       for name in names},
         "confidence_variant": focus,
         "confidence_statistic": CHOSEN,
         "min_confidence": service.settings.min_confidence,

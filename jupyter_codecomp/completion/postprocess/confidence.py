@@ -7,7 +7,7 @@ the ones compared there, `confidence` uses the chosen one.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def _mean(lp: Sequence[float]) -> float:

@@ -8,8 +8,9 @@ what is needed to end a line or a block at all (the evaluation's baseline).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .lexer import CLOSERS, LexState
 

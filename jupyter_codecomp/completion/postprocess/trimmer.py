@@ -5,8 +5,9 @@ complete; the engine's `TextComplete` criterion stops generation as soon as it i
 shows `Trimmer.shown(text)`, which holds back what may still be cut. One lexer pass over the
 text, from the state at the cursor (the whole cell before it), tries the rules of `rules.py` at
 each position: the first that cuts ends the completion. Before the pass, on an empty line, the
-rules' `lead` steps drop leading blank lines, a one-space "indent" and comment lines. After it, a completion cut by the token cap is taken back to its last balanced point (outside
-strings and outside brackets it opened), so an unbalanced fragment is never returned.
+rules' `lead` steps drop leading blank lines, a one-space "indent" and comment lines. After it,
+a completion cut by the token cap is taken back to its last balanced point (outside strings and
+outside brackets it opened), so an unbalanced fragment is never returned.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _DANGLING_ATTRIBUTE = re.compile(r"(?<=\S)\.\w*$")
 class Trimmed:
     text: str
     complete: bool
+    cut_by: str = ""  # the rule that ended it ("" when none did: the cap, or still growing)
 
 
 class Trimmer:
@@ -58,7 +60,7 @@ class Trimmer:
             for rule in self.rules.cut:
                 cut = rule(self, position)
                 if cut is not None:
-                    return self._done(text[:cut])
+                    return self._done(text[:cut], rule.__name__)
             if text[i] == "\n" and not state.quote:
                 lines += 1
             i = min(state.feed(text, i), len(text))  # an escape may step past the end
@@ -96,8 +98,8 @@ class Trimmer:
     def is_complete(self, text: str) -> bool:
         return self.trim(text).complete
 
-    def _done(self, text: str) -> Trimmed:
-        return Trimmed(text.rstrip() if text.strip() else "", True)
+    def _done(self, text: str, rule: str) -> Trimmed:
+        return Trimmed(text.rstrip() if text.strip() else "", True, rule)
 
 
 def is_scaffolding(text: str) -> bool:
