@@ -1,6 +1,7 @@
 """API latency as a user feels it: typing a line character by character over the WebSocket.
 
     python benchmarks/api_latency.py [--model qwen2.5-coder-0.5b] [--clients 1 4 16]
+    python benchmarks/api_latency.py --typing --model qwen2.5-coder-0.5b qwen2.5-coder-1.5b-spec
 
 Starts a real `jupyter server` with the extension and the model, and a kernel holding a
 DataFrame. Each simulated client types a line into a notebook cell, one character every
@@ -8,6 +9,12 @@ DataFrame. Each simulated client types a line into a notebook cell, one characte
 supersedes the previous one. Measured per request that completes (superseded ones are counted):
 time to first streamed text, time to the full suggestion; cold (first request of a client) vs
 warm; with and without kernel variables; with 1, 4 and 16 concurrent clients. p50/p95 printed.
+
+`--typing` is issue 18's measure, for each `--model` in turn (one server each, side by side in
+one run): one client types LINE through `POST /codecomp/complete`, each keystroke awaited, on a
+notebook prompt of about 1000 tokens (the benchmark notebooks' cells above, cut to the server's
+budget); cold, warm p50/p95 and the server's peak RSS, against the budget (warm p50 <= 300 ms,
+p95 <= 800 ms).
 """
 
 from __future__ import annotations
@@ -87,24 +94,34 @@ class Server:
             headers={"Authorization": f"token {self.token}"}))
         msg_id = uuid.uuid4().hex
         ws.write_message(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "", "session": "",
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "",
+                       "session": "",
                        "version": "5.3", "date": ""},
             "parent_header": {}, "metadata": {}, "channel": "shell",
             "content": {"code": KERNEL_SETUP, "silent": False, "store_history": True,
                         "user_expressions": {}, "allow_stdin": False}}))
         while True:
             msg = json.loads(await ws.read_message())
-            if msg.get("msg_type") == "execute_reply" and msg["parent_header"].get("msg_id") == msg_id:
+            parent = msg["parent_header"].get("msg_id")
+            if msg.get("msg_type") == "execute_reply" and parent == msg_id:
                 break
         ws.close()
         return kernel["id"]
+
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory (both models, every KV cache)."""
+        for line in (Path("/proc") / str(self.proc.pid) / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
 
 
-async def type_line(server: Server, client: int, kernel_id: str | None, interval: float) -> list[dict]:
+async def type_line(server: Server, client: int, kernel_id: str | None,
+                    interval: float) -> list[dict]:
     """One client typing LINE; returns a record per request that got an answer."""
     ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{server.port}/codecomp/stream",
                                              headers={"Authorization": f"token {server.token}"}))
@@ -162,7 +179,9 @@ async def type_line(server: Server, client: int, kernel_id: str | None, interval
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def summarize(label: str, records: list[dict]) -> None:
@@ -175,12 +194,71 @@ def summarize(label: str, records: list[dict]) -> None:
         first = [r["first_ms"] for r in rows]
         full = [r["full_ms"] for r in rows]
         print(f"{label:28} {kind:5} n={len(rows):4}  first token p50 {pct(first, .5):7.0f} "
-              f"p95 {pct(first, .95):7.0f} ms   full p50 {pct(full, .5):7.0f} p95 {pct(full, .95):7.0f} ms")
+              f"p95 {pct(first, .95):7.0f} ms   full p50 {pct(full, .5):7.0f} "
+              f"p95 {pct(full, .95):7.0f} ms")
     print(f"{'':28} superseded {superseded} of {len(records)}")
 
 
+BUDGET_MS = {"p50": 300, "p95": 800}  # issue 18: warm, 1 client typing, through HTTP
+
+
+def notebook_cells() -> list[dict]:
+    import nbformat
+
+    cells = []
+    for path in sorted((Path(__file__).parent / "notebooks").glob("0[1-2]*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type in ("code", "markdown") and cell.source.strip():
+                cells.append({"cell_type": cell.cell_type, "source": cell.source})
+    return cells
+
+
+async def typing_over_http(model: str, threads: int) -> dict:
+    """One client types LINE through POST /codecomp/complete, awaiting each answer."""
+    server = Server(model, threads)
+    try:
+        started = time.perf_counter()
+        status = await server.wait_ready()
+        load_s = time.perf_counter() - started
+        cells = notebook_cells()
+        times, tokens = [], []
+        for i in range(0, len(LINE) + 1):
+            body = json.dumps({"prefix": LINE[:i], "suffix": "", "cells": cells, "mode": "line",
+                               "path": "typing.ipynb"})
+            sent = time.perf_counter()
+            reply = await server.fetch("/codecomp/complete", "POST", body)
+            times.append((time.perf_counter() - sent) * 1000)
+            tokens.append(reply["context"]["prompt_tokens"])
+        return {"model": status["model"], "load_s": load_s, "cold_ms": times[0],
+                "warm": times[1:], "prompt_tokens": max(tokens), "rss_mb": server.peak_rss_mb()}
+    finally:
+        server.stop()
+
+
+async def typing_side_by_side(models: list[str], threads: int) -> None:
+    runs = []
+    for model in models:
+        print(f"typing with {model} ...", flush=True)
+        runs.append(await typing_over_http(model, threads))
+    print(f"\none client typing {len(LINE)} characters through POST /codecomp/complete, "
+          f"each awaited; prompt up to {max(r['prompt_tokens'] for r in runs)} tokens")
+    print(f"{'model':28} {'load s':>7} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9} "
+          f"{'RSS MB':>7}  budget (p50 <= {BUDGET_MS['p50']}, p95 <= {BUDGET_MS['p95']})")
+    for run in runs:
+        p50, p95 = pct(run["warm"], .5), pct(run["warm"], .95)
+        verdict = "ok" if p50 <= BUDGET_MS["p50"] and p95 <= BUDGET_MS["p95"] else "MISSED"
+        print(f"{run['model']:28} {run['load_s']:7.1f} {run['cold_ms']:8.0f} {p50:9.0f} "
+              f"{p95:9.0f} {run['rss_mb']:7.0f}  {verdict}")
+    base = pct(runs[0]["warm"], .5)
+    print("warm p50 ratios to the first: " + ", ".join(
+        f"{r['model']} {pct(r['warm'], .5) / base:.2f}x" for r in runs[1:]))
+
+
 async def main_async(args) -> None:
-    server = Server(args.model, args.threads)
+    if args.typing:
+        await typing_side_by_side(args.model, args.threads)
+        return
+    server = Server(args.model[0], args.threads)
     try:
         status = await server.wait_ready()
         print(f"{status['model']} on {status['device']}; typing {len(LINE)} characters, "
@@ -200,7 +278,10 @@ async def main_async(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--model", nargs="+", default=["qwen2.5-coder-0.5b"],
+                        help="with --typing, several side by side")
+    parser.add_argument("--typing", action="store_true",
+                        help="1 client, POST per keystroke, each awaited (issue 18's budget)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--interval", type=float, default=0.12, help="seconds between keystrokes")
     parser.add_argument("--threads", type=int, default=2)

@@ -1,6 +1,8 @@
 """Engine speed: ONNX Runtime GenAI (the product's engine) beside transformers + torch eager.
 
     python benchmarks/engine_speed.py [--model qwen2.5-coder-0.5b] [--repeats 5] [--threads 2]
+    python benchmarks/engine_speed.py --compare qwen2.5-coder-0.5b,qwen2.5-coder-1.5b,\
+        qwen2.5-coder-1.5b-spec,qwen2.5-coder-1.5b-lookup [--repeats 2]
 
 Each engine runs in its own process (so peak RSS is its own), both in this one run, on the same
 token ids: notebook prompts of about 400 and 1500 tokens built by the product's prompt builder.
@@ -8,6 +10,12 @@ Printed: prefill time, decode ms/token, a 16-token completion cold (whole 1500-t
 warm (1500 tokens already seen + 20 new), time to first token and to the full suggestion
 separately, peak RSS; then ratios. The eager baseline recomputes the prompt, as
 `model.generate` does; it has no prefix cache across requests.
+
+`--compare` runs built models side by side instead (no eager baseline), each in its own process,
+one after the other in one run: the 0.5B alone, the 1.5B alone (the pairing's verifier with
+`speculative` off, when only pairings name it), and the 1.5B with speculative decoding. It adds
+the drafts' acceptance rate, whether the greedy tokens agree with the first 1.5B-alone column,
+and the issue-18 target: the 1.5B's decode ms/token with speculation <= 1.5x the 0.5B's alone.
 """
 
 from __future__ import annotations
@@ -72,16 +80,21 @@ def prompts(model_dir: Path) -> dict[str, list[int]]:
 # --- children ---------------------------------------------------------------------------------
 
 
-def run_onnx(model_dir: str, ids: dict, repeats: int, threads: int) -> dict:
-    from jupyter_codecomp.completion.settings import ServiceSettings
+def run_onnx(model_dir: str, ids: dict, repeats: int, threads: int,
+             speculative: bool = False) -> dict:
     from jupyter_codecomp.completion.onnx_engine import OnnxEngine
     from jupyter_codecomp.completion.protocol import CompletionRequest
     from jupyter_codecomp.completion.service import CompletionService
+    from jupyter_codecomp.completion.settings import ServiceSettings
     from jupyter_codecomp.completion.stopping import MaxNewTokens
+    from jupyter_codecomp.models.pairing import draft_source
     from jupyter_codecomp.models.store import load_model_dir
 
-    engine = OnnxEngine(model_dir, device="cpu", threads=threads)
+    model = load_model_dir(Path(model_dir))
+    engine = OnnxEngine(model_dir, device="cpu", threads=threads,
+                        draft=draft_source(model) if speculative else None)
     rows: dict[str, list[float]] = {}
+    texts: dict[str, list[int]] = {}
 
     def add(key, value):
         rows.setdefault(key, []).append(value)
@@ -97,13 +110,16 @@ def run_onnx(model_dir: str, ids: dict, repeats: int, threads: int) -> dict:
             add(f"prefill_{name[1:]}_ms", result.timings_ms["prefill"])
         engine.reset()
         result = gen(ids["p400"], 65)
-        add("decode_ms_per_token", (result.timings_ms["total"] - result.timings_ms["first_token"]) / 64)
+        timings = result.timings_ms
+        add("decode_ms_per_token", (timings["total"] - timings["first_token"]) / 64)
+        texts["p400"] = result.candidates[0].token_ids
         engine.reset()
         cold = gen(ids["p1500"], 16)
         add("cold_first_token_ms", cold.timings_ms["first_token"])
         add("cold_total_ms", cold.timings_ms["total"])
         gen(ids["p1500"], 16)  # the editor saw the notebook; now the user types ~20 tokens
         warm = gen(ids["p1500_plus"], 16)
+        texts["p1500_plus"] = warm.candidates[0].token_ids
         add("warm_first_token_ms", warm.timings_ms["first_token"])
         add("warm_total_ms", warm.timings_ms["total"])
         add("warm_new_tokens", warm.prompt_tokens - warm.cached_tokens)
@@ -120,7 +136,8 @@ def run_onnx(model_dir: str, ids: dict, repeats: int, threads: int) -> dict:
         reply = service.complete(CompletionRequest(prefix=typed, cells=tuple(cells), mode="line"))
         add("warm_line_first_token_ms", reply.timings_ms.first_token)
         add("warm_line_total_ms", reply.timings_ms.total)
-    return {"rows": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"rows": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "drafts": engine.draft_length.snapshot() if engine.drafter else None, "ids": texts}
 
 
 def run_eager(gguf: str, ids: dict, repeats: int, threads: int) -> dict:
@@ -165,9 +182,11 @@ def run_eager(gguf: str, ids: dict, repeats: int, threads: int) -> dict:
 # --- parent -----------------------------------------------------------------------------------
 
 
-def child(kind: str, target: str, ids_file: str, repeats: int, threads: int) -> dict:
+def child(kind: str, target: str, ids_file: str, repeats: int, threads: int,
+          speculative: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--target", target, "--ids", ids_file,
            "--repeats", str(repeats), "--threads", str(threads)]
+    cmd += ["--speculative"] if speculative else []
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{kind} run failed:\n{result.stderr[-2000:]}")
@@ -196,12 +215,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-eager", action="store_true", help="skip the torch baseline")
+    parser.add_argument("--compare", help="built models side by side, comma-separated")
     parser.add_argument("--child"), parser.add_argument("--target"), parser.add_argument("--ids")
+    parser.add_argument("--speculative", action="store_true")
     args = parser.parse_args()
     if args.child:
         ids = json.loads(Path(args.ids).read_text())
-        run = run_onnx if args.child == "onnx" else run_eager
-        print(json.dumps(run(args.target, ids, args.repeats, args.threads)))
+        if args.child == "onnx":
+            result = run_onnx(args.target, ids, args.repeats, args.threads, args.speculative)
+        else:
+            result = run_eager(args.target, ids, args.repeats, args.threads)
+        print(json.dumps(result))
+        return
+    if args.compare:
+        from speculative_report import compare
+
+        compare(args.compare.split(","), args.repeats, args.threads, prompts, child)
         return
 
     from jupyter_codecomp.models.store import ModelStore
@@ -214,7 +243,8 @@ def main() -> None:
         print(f"model {model.manifest.display_name}; prompts of {len(ids['p400'])}, "
               f"{len(ids['p1500'])} and {len(ids['p1500_plus'])} tokens; {args.threads} threads",
               flush=True)
-        results = {"onnx": child("onnx", str(model.path), str(ids_file), args.repeats, args.threads)}
+        results = {"onnx": child("onnx", str(model.path), str(ids_file), args.repeats,
+                                 args.threads)}
         if not args.no_eager:
             gguf = gguf_for(model.manifest.recipe, Path(tmp))
             results["eager"] = child("eager", str(gguf), str(ids_file), args.repeats, args.threads)
