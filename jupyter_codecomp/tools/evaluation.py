@@ -52,6 +52,7 @@ CONTEXT_PARTS = ("above", "below", "variables")
 # A block costs up to 160 generated tokens against a line's 48: a notebook gets a third as many
 # block tasks as line and mid-line ones (the CPU of the standard run is what bounds it).
 BLOCK_SHARE = 3
+CHECKPOINT_TASKS = 10  # results.json is rewritten every 10 tasks: a run stopped early keeps them
 BASELINE = "naive"
 PRODUCT = "product"
 
@@ -244,8 +245,8 @@ def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list
              kernel: bool, seed: int, per_notebook: int, cell_timeout: float,
              kinds: tuple[str, ...] = ("line", "mid"), mode: str = "auto",
              progress=None, checkpoint=None) -> dict:
-    """The report of the run; `checkpoint`, if given, receives the report so far after each
-    notebook (a long run stopped early still leaves its figures)."""
+    """The report of the run; `checkpoint`, if given, receives the report so far every
+    `CHECKPOINT_TASKS` tasks (a long run stopped early still leaves its figures)."""
     started = time.perf_counter()
     parsed = [parse_variant(v, service.layout, kernel) for v in variants]
     if any("variables" in v.parts for v in parsed) and not kernel:
@@ -280,13 +281,14 @@ def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list
                     baseline += kernel_baselines(nb_kernel, task)
                 if progress:
                     progress.advance(bar)
+                finished[path] = run
+                if checkpoint and len(results) % (CHECKPOINT_TASKS * len(parsed)) == 0:
+                    checkpoint(report_of(service, list(finished), finished, parsed, results,
+                                         baseline, seed=seed, mode=mode,
+                                         seconds=time.perf_counter() - started))
             if progress and not progress.console.is_terminal:  # a log file: one line a notebook
                 progress.console.print(f"{path}: {len(run.tasks)} tasks, "
                                        f"{time.perf_counter() - started:.0f} s so far")
-            finished[path] = run
-            if checkpoint:
-                checkpoint(report_of(service, list(finished), finished, parsed, results, baseline,
-                                     seed=seed, mode=mode, seconds=time.perf_counter() - started))
         finally:
             if nb_kernel:
                 nb_kernel.close()
@@ -312,7 +314,7 @@ def report_of(service, notebooks, runs, parsed, results, baseline, *, seed, mode
                               "rules": "naive" if v.rules is NAIVE_RULES else "product"}
                      for v in parsed},
         "notebooks": [str(p) for p in notebooks],
-        "tasks": sum(len(r.tasks) for r in runs.values()),
+        "tasks": len(results) // max(1, len(parsed)),  # run so far (a checkpoint: fewer)
         "cell_errors": {str(p): r.errors for p, r in runs.items() if r.errors},
         "summary": summarize(results + baseline),
         "comparisons": comparisons,
