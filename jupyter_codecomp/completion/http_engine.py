@@ -245,6 +245,10 @@ class HttpEngine:
             return EngineUnavailable(
                 f"{where} has no {response.request.url.path} (HTTP 404)",
                 fix="engine_url is the OpenAI base URL, e.g. http://host:8000/v1")
+        if code == 503:  # llama.cpp while it loads its model; vLLM while it starts
+            return EngineUnavailable(f"{where} is not ready yet ({_error_text(response)})",
+                                     fix="wait: it answers once its model is loaded",
+                                     unreachable=True)
         return EngineUnavailable(f"{where} answered HTTP {code}: {_error_text(response)}",
                                  fix="check the engine's log and engine_model")
 
@@ -309,7 +313,7 @@ class _Generation:
                 text, done = await self._read(chunks, ids, logprobs, streamer, text)
             # leaving the block closed the stream: the engine stops generating for us
         score = sum(logprobs) / len(logprobs) if logprobs else 0.0
-        return Candidate(text, ids, score, "criteria" if done else "cap")
+        return Candidate(text, ids, score, "criteria" if done else "cap", logprobs)
 
     async def _read(self, chunks, ids, logprobs, streamer, text) -> tuple[str, bool]:
         """Extend `ids` and `logprobs` from the stream until a criterion stops it, or it ends."""

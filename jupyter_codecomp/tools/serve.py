@@ -1,0 +1,198 @@
+"""`jupyter codecomp serve [NAME]`: one shared engine for a class, on a machine without a GPU.
+
+It runs llama.cpp's own HTTP server, through the PyPI wheel `xllamacpp` (prebuilt, no compiler;
+the other llama.cpp wheels on the index need a compiler, download binaries at run time or crash
+here), on the GGUF the model build keeps in the cache. Every student's Jupyter server then sets
+`c.CodecompConfig.engine_url` to the URL it prints and loads no weights itself.
+
+    jupyter codecomp serve [NAME] [--host 127.0.0.1] [--port 8765] [--parallel N] [--threads T]
+                           [--api-key KEY] [--ctx-size C] [--slots]
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import signal
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from traitlets import Bool, Int, Unicode, default
+
+from ..errors import CodecompError
+from ..models.recipes import available_recipes
+from ..models.store import GGUF, ModelDir, ModelStore
+from .cli import _Base, console
+
+DEFAULT_PORT = 8765
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    parallel: int = 4  # llama.cpp slots: requests decoded together, each with its prompt cache
+    threads: int = 0  # 0: every core this process may use
+    api_key: str = ""
+    ctx_size: int = 4096  # tokens per slot (the Jupyter server's context_length)
+    slots: bool = False  # the /slots endpoint (it shows prompt sizes; tests read it)
+
+    @property
+    def url(self) -> str:
+        host = socket.getfqdn() if self.host in ("0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/v1"
+
+
+def check_host(options: ServeOptions) -> None:
+    """A server others can reach needs a key: anyone who reaches it could use the machine."""
+    if options.api_key or _is_loopback(options.host):
+        return
+    raise CodecompError(
+        f"refusing to serve on {options.host} without an API key: anyone who reaches this "
+        "machine could use the engine",
+        fix="add --api-key KEY (or set CODECOMP_ENGINE_API_KEY), and give the Jupyter servers "
+            "the same key",
+    )
+
+
+def check_port(options: ServeOptions) -> None:
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As llama.cpp's server does: a port whose last connections linger is free to listen on.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((options.host, options.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CodecompError(f"port {options.port} on {options.host} is busy",
+                                    fix=f"choose another: --port {options.port + 1}") from None
+            raise CodecompError(f"cannot listen on {options.host}:{options.port}: "
+                                f"{exc.strerror}", fix="check --host") from None
+
+
+def find_gguf(store: ModelStore, name: str) -> Path:
+    """The built model's GGUF; a model built before the build kept it gets it assembled from the
+    weight wheels in the cache (seconds: no conversion, no export)."""
+    model = store.resolve(name, only=())
+    # A fine-tuned model is named apart from the recipe it started from, whose GGUF it is not.
+    if getattr(model.manifest, "finetune", None) or model.manifest.name != model.manifest.recipe:
+        raise CodecompError(
+            f"{name} is a fine-tuned ONNX model and has no GGUF for llama.cpp",
+            fix="serve its base model, or run this one in-process (no engine_url)")
+    if model.gguf is not None:
+        return model.gguf
+    recipe = available_recipes().get(model.manifest.recipe)
+    if recipe is None or not recipe.packages:
+        raise CodecompError(f"{name} has no GGUF (its recipe {model.manifest.recipe!r} names none)",
+                            fix="serve a model built from a recipe: jupyter codecomp model list")
+    return _assemble(recipe, store, model)
+
+
+def _assemble(recipe, store: ModelStore, model: ModelDir) -> Path:
+    from ..models.builder import _progress, assemble_gguf, download_wheels
+
+    console.print(f"{model.manifest.name} was built without its GGUF: assembling it once")
+    with _progress(console) as progress, tempfile.TemporaryDirectory(
+        prefix=".gguf-", dir=store.cache_dir
+    ) as scratch:
+        wheels = download_wheels(recipe, store.cache_dir / ".wheels", progress)
+        gguf, _ = assemble_gguf(recipe, wheels, Path(scratch) / GGUF, progress)
+        gguf.rename(model.path / GGUF)
+    return model.path / GGUF
+
+
+def start_server(gguf: Path, options: ServeOptions):
+    """llama.cpp's server in this process; it serves from its own threads once constructed."""
+    try:
+        import xllamacpp as xlc
+    except ImportError:
+        raise CodecompError("serving needs xllamacpp",
+                            fix="pip install 'jupyter-codecomp[serve]'") from None
+    params = xlc.CommonParams()
+    params.model.path = str(gguf)
+    params.n_parallel = options.parallel
+    params.n_ctx = options.ctx_size * options.parallel  # llama.cpp splits n_ctx between slots
+    threads = options.threads or len(os.sched_getaffinity(0))
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.hostnames = [options.host]
+    params.port = options.port
+    params.endpoint_slots = options.slots
+    params.endpoint_metrics = False
+    if options.api_key:
+        params.api_keys = [options.api_key]
+    try:
+        return xlc.Server(params)
+    except Exception as exc:
+        raise CodecompError(f"llama.cpp could not start on {gguf.name}: {exc}",
+                            fix="check the model: jupyter codecomp model build NAME --force"
+                            ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeApp(_Base):
+    name = "jupyter-codecomp-serve"
+    description = ("Serve a model to many Jupyter servers: llama.cpp's HTTP server (xllamacpp) "
+                   "on the model's GGUF; prints the engine_url to configure.")
+    host = Unicode(ServeOptions.host, help="Address to listen on; a non-loopback one needs "
+                                           "--api-key.").tag(config=True)
+    port = Int(DEFAULT_PORT, help="Port to listen on.").tag(config=True)
+    parallel = Int(ServeOptions.parallel, help="Requests served at once (llama.cpp slots); "
+                                               "one per active student is ideal.").tag(config=True)
+    api_key = Unicode(help="Key clients must send (Bearer). Default: "
+                           "$CODECOMP_ENGINE_API_KEY.").tag(config=True)
+    ctx_size = Int(ServeOptions.ctx_size, help="Context tokens per slot.").tag(config=True)
+    slots = Bool(False, help="Expose /slots (per-slot state; tests use it).").tag(config=True)
+    aliases = {
+        **_Base.aliases,
+        "host": "ServeApp.host", "port": "ServeApp.port", "parallel": "ServeApp.parallel",
+        "api-key": "ServeApp.api_key", "ctx-size": "ServeApp.ctx_size",
+    }
+    flags = {"slots": ({"ServeApp": {"slots": True}}, slots.help)}
+
+    @default("api_key")
+    def _default_api_key(self) -> str:
+        return os.environ.get("CODECOMP_ENGINE_API_KEY", "")
+
+    def run(self):
+        name = self._name_argument()
+        options = ServeOptions(self.host, self.port, max(1, self.parallel), self.settings.threads,
+                               self.api_key, self.ctx_size, self.slots)
+        check_host(options)
+        check_port(options)
+        gguf = find_gguf(self.store, name)
+        console.print(f"starting llama.cpp on {gguf} ({gguf.stat().st_size / 1e6:.0f} MB), "
+                      f"{options.parallel} slots of {options.ctx_size} tokens")
+        server = start_server(gguf, options)
+        key_line = ("\n  c.CodecompConfig.engine_api_key = '...'  # or CODECOMP_ENGINE_API_KEY"
+                    if options.api_key else "")
+        print(f"engine_url: {options.url}\nIn each Jupyter server's jupyter_server_config.py:\n"
+              f"  c.CodecompConfig.model = {name!r}\n"
+              f"  c.CodecompConfig.engine_url = {options.url!r}{key_line}", flush=True)
+        _wait_for_signal()
+        del server
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(3600):
+        pass
+    console.print("stopped")
+
+
+__all__ = ["ServeApp", "ServeOptions", "check_host", "check_port", "find_gguf"]
