@@ -46,6 +46,9 @@ class Manifest:
     # sha256 of each file but the GGUF (gguf_sha256), written at build time and checked when a
     # server loads the model: a file corrupted at its own size fails to load, never serves NaN.
     sha256: dict[str, str] = field(default_factory=dict)
+    # A fine-tuned model (`jupyter codecomp finetune`): its base, the notebooks with their
+    # sha256, the hyperparameters, the steps, the validation loss and the before/after figures.
+    finetune: dict = field(default_factory=dict)
     # A pairing (models/pairing.py): {"verifier", "draft": a subfolder or "prompt-lookup",
     # "draft_model"}; the engine then decodes speculatively.
     pair: dict = field(default_factory=dict)

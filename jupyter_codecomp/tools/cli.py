@@ -91,7 +91,7 @@ class ModelList(_Base):
     description = "List recipes and built models."
 
     def run(self):
-        built = {m.manifest.recipe: m for m in self.store.list()}
+        built = {m.manifest.name: m for m in self.store.list()}
         table = Table(title=f"models (cache: {self.store.cache_dir})")
         for column in ("name", "built", "size", "description"):
             table.add_column(column)
@@ -103,6 +103,11 @@ class ModelList(_Base):
                 f"{model.size_bytes / 1e6:.0f} MB" if model else "",
                 recipe.description,
             )
+        for name, model in sorted(built.items()):  # fine-tuned models: no recipe of their own
+            if name not in available_recipes():
+                table.add_row(name, f"{model.manifest.precision}, {model.manifest.device}",
+                              f"{model.size_bytes / 1e6:.0f} MB",
+                              f"fine-tuned from {model.manifest.finetune.get('base', '?')}")
         Console().print(table)
 
 
@@ -300,8 +305,12 @@ class CodecompApp(_Group):
         "eval": (EvalApp, EvalApp.description),
         "serve": ("jupyter_codecomp.tools.serve.ServeApp",
                   "Serve a model to many Jupyter servers (llama.cpp); prints the engine_url."),
+        # A string: the fine-tuning app imports this module's _Base.
+        "finetune": ("jupyter_codecomp.tools.finetune_app.FinetuneApp",
+                     "Fine-tune a model on notebooks (LoRA) into a new model in the cache."),
     }
 
 
 def main():
     CodecompApp.launch_instance()
+
