@@ -111,7 +111,10 @@ class Server:
 
     async def wait_ready(self) -> None:
         for _ in range(2400):
-            code, status = await self.call("/codecomp/status", timeout=5)
+            try:
+                code, status = await self.call("/codecomp/status", timeout=5)
+            except OSError:  # not listening yet
+                code, status = 0, {}
             if code == 200 and status["state"] == "ready":
                 return
             if code == 200 and status["state"] == "failed":
@@ -287,22 +290,27 @@ async def main(args) -> None:
         await route(server, "complete", {"prefix": "x = ", "path": "normal.ipynb"}, Tally())
         rss_before = server.rss_mb()
         started = time.perf_counter()
-        results = {
-            "policy": await policy(server, kernels),
-            "fuzz": await fuzz(server, args.fuzz),
-            "hostile": await hostile(server),
-            "load": await load(server, args.typists, args.keystrokes),
-            "abandoned": await abandoned(server, 10),
+        categories = {
+            "policy": lambda: policy(server, kernels),
+            "fuzz": lambda: fuzz(server, args.fuzz),
+            "hostile": lambda: hostile(server),
+            "load": lambda: load(server, args.typists, args.keystrokes),
+            "load again": lambda: load(server, args.typists, args.keystrokes),
+            "abandoned": lambda: abandoned(server, 10),
         }
+        results, rss = {}, {}
+        for name, run in categories.items():
+            results[name] = await run()
+            rss[name] = server.rss_mb()  # growth that stops is caches; growth that goes on, a leak
         rss_after = server.rss_mb()
     finally:
         server.stop()
     print(f"\nreliability: model {args.model}, {time.perf_counter() - started:.0f} s, "
           f"hang = no reply within {args.hang_after:.0f} s")
-    print(f"{'category':10} {'tried':>6} {'5xx':>4} {'hangs':>5} {'leaks':>5}  notes")
+    print(f"{'category':10} {'tried':>6} {'5xx':>4} {'hangs':>5} {'leaks':>5} {'RSS MB':>6}  notes")
     for name, tally in results.items():
         print(f"{name:10} {tally.tried:>6} {tally.errors_5xx:>4} {tally.hangs:>5} "
-              f"{tally.leaks:>5}  {'; '.join(tally.notes)}")
+              f"{tally.leaks:>5} {rss[name]:>6.0f}  {'; '.join(tally.notes)}")
     total = [sum(getattr(t, f) for t in results.values())
              for f in ("tried", "errors_5xx", "hangs", "leaks")]
     print(f"{'total':10} {total[0]:>6} {total[1]:>4} {total[2]:>5} {total[3]:>5}")

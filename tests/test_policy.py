@@ -148,7 +148,10 @@ async def test_no_path_or_a_missing_file_gets_nothing_while_a_policy_is_set(
 @pytest.mark.parametrize("route", ROUTES)
 async def test_a_path_out_of_the_root_is_a_400(route, jp_fetch, jp_ws_fetch, fake_engine,
                                                 notebooks):
-    for path in ["../secret.ipynb", "/../secret.ipynb", "exams/../../x.ipynb", "..", "a/../.."]:
+    for path in ["../secret.ipynb", "/../secret.ipynb", "exams/../../x.ipynb", "..", "a/../..",
+                 "exams/test.ipynb\x00.txt"]:
+        if route == "status" and "\x00" in path:
+            continue  # tornado turns control characters of a query into spaces
         reply = await ask(route, {"prefix": "x = ", "path": path}, jp_fetch, jp_ws_fetch)
         assert reply["_code"] == 400, (path, reply)
         assert reply["error"]["message"].startswith("path:")

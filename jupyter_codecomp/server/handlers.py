@@ -36,8 +36,10 @@ RETRY_AFTER_SECONDS = 2  # while the model loads (seconds, measured: 1-10 s per 
 BUSY_RETRY_AFTER_SECONDS = 1
 ENGINE_RETRY_AFTER_SECONDS = 5  # the shared engine restarting takes seconds
 # The socket reads a message up to this size and answers one over MAX_BODY_BYTES with a JSON
-# 413 (the socket stays open); over it, tornado must stop reading: a JSON error, then a close.
-WS_READ_LIMIT = 4 * MAX_BODY_BYTES
+# 413, the socket staying open, as HTTP reads a body before its 413. Over it tornado stops
+# reading and closes (1009), with a JSON error first; a client still sending then gets a TCP
+# reset, which may discard that error (measured: a 10 MB message lost it with an 8 MB limit).
+WS_READ_LIMIT = 16 * MAX_BODY_BYTES
 
 
 class ApiError(Exception):

@@ -88,6 +88,8 @@ class Policy:
         """The path relative to the contents root, in one spelling; None when there is none."""
         if path is None:
             return None
+        if "\x00" in path:
+            raise PathError("path: contains a NUL character")
         text = path.strip().split("#", 1)[0].split("?", 1)[0].strip().replace("\\", "/")
         for root in self._roots:
             if text == root or text.startswith(root + "/"):
@@ -116,7 +118,10 @@ class Policy:
     def _real_relative(self, rel: str) -> str | None:
         if not self.root:
             return None
-        real = os.path.realpath(os.path.join(self.root, rel))
+        try:
+            real = os.path.realpath(os.path.join(self.root, rel))
+        except (OSError, ValueError):  # a name the disk refuses: no real path to check
+            return None
         if real == self.root or not real.startswith(self.root.rstrip("/") + "/"):
             return None
         return os.path.relpath(real, self.root).replace(os.sep, "/")
