@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..prompt import CELL_MARKER, VARIABLES_HEADER
 from .lexer import CLOSERS, LexState
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 BLOCK_MAX_LINES = 24
 # Prompt scaffolding: models end a cell with a new cell marker, copy the variables block's header,
 # and the cell-only context sometimes opens a markdown fence; none of it is code to insert.
-SCAFFOLDING = re.compile(r"[ \t]*(# %%|```|# Variables in the running kernel)")
+SCAFFOLDING_STARTS = (CELL_MARKER, "```", VARIABLES_HEADER.rstrip(":"))
+SCAFFOLDING = re.compile(r"[ \t]*(" + "|".join(map(re.escape, SCAFFOLDING_STARTS)) + ")")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .lexer import CLOSERS, lex_prefix
-from .rules import PRODUCT_RULES, SCAFFOLDING, Position, Rules, indent_of
+from .rules import PRODUCT_RULES, SCAFFOLDING, SCAFFOLDING_STARTS, Position, Rules, indent_of
 
 _DANGLING_ATTRIBUTE = re.compile(r"(?<=\S)\.\w*$")
 
@@ -90,7 +90,7 @@ class Trimmer:
         line = last.strip()
         if trimmed.complete or not (starts_line and line):
             return trimmed.text
-        ends = ("# %%", "```", "# Variables in the running kernel", *self.suffix_lines[:1])
+        ends = (*SCAFFOLDING_STARTS, *self.suffix_lines[:1])
         if any(end.startswith(line) for end in ends):
             return head
         return trimmed.text
