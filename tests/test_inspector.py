@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jupyter_codecomp.kernel import inspector, signatures
 from jupyter_codecomp.kernel.variables import (
     KERNEL_EXPRESSION,
     PROBE_SOURCE,
@@ -23,6 +24,7 @@ from jupyter_codecomp.kernel.variables import (
     Variable,
     format_variables,
     inspect_namespace,
+    parse_variables,
     variables_from_reply,
 )
 
@@ -270,6 +272,100 @@ def test_format_variables():
     assert format_variables(variables, max_chars=60) == (
         "# names: list len=4\n# model: sklearn.LinearRegression")
     assert format_variables([]) == ""
+
+
+def probe(ns: dict, modules: dict | None = None, budget_s: float = 1.0) -> list[Variable]:
+    """The probe in-process, seeing `modules` as sys.modules (the real sys is left alone)."""
+    system = types.ModuleType("sys")
+    system.modules = dict(sys.modules) if modules is None else modules
+    return parse_variables(
+        inspector.namespace_json(ns, (), system, vars(signatures), 60, 30, budget_s))
+
+
+class LoudFloat(np.float64):
+    __module__ = "numpy"
+
+    def __str__(self):
+        TOUCHED.append("scalar str")
+        return "x"
+
+
+class LoudFrame(pd.DataFrame):
+    __module__ = "pandas.core.frame"
+
+    @property
+    def shape(self):
+        TOUCHED.append("frame shape")
+        return (1, 1)
+
+
+def test_library_classes_by_exact_identity():
+    found = by_name(probe({
+        "price": np.float64(2.5), "loud": LoudFloat(1.5), "flag": np.bool_(True),
+        "frame": LoudFrame({"a": [1]}), "shaped": np.zeros((1, 2)).view(ShapedArray),
+    }))
+    assert found["price"] == Variable("price", "float64", value="2.5")
+    assert found["flag"].value == "True"
+    # A subclass is not numpy's: its value through float's own repr (a builtin base), not __str__.
+    assert found["loud"] == Variable("loud", "LoudFloat", value="1.5")
+    assert found["frame"] == Variable("frame", "LoudFrame")
+    assert found["shaped"].shape == "(1, 2)"  # ndarray's own slots, whatever the subclass
+    assert TOUCHED == []
+
+
+class FakeFrame:
+    __module__ = "__main__"
+
+    @property
+    def shape(self):
+        TOUCHED.append("fake shape")
+
+
+class NumpyModule(types.ModuleType):
+    def __getattr__(self, name):
+        TOUCHED.append(f"numpy {name}")
+
+
+class ShapedArray(np.ndarray):
+    __module__ = "__main__"
+
+    @property
+    def shape(self):
+        TOUCHED.append("array shape")
+        return (1,)
+
+
+def test_fake_library_modules_are_not_trusted():
+    fake_pandas = types.ModuleType("pandas")
+    fake_pandas.DataFrame = FakeFrame
+    modules = {**sys.modules, "pandas": fake_pandas, "numpy": NumpyModule("numpy")}
+    found = by_name(probe({"df": FakeFrame(), "real": pd.DataFrame({"a": [1]}),
+                           "arr": np.zeros(2)}, modules))
+    assert found["df"] == Variable("df", "FakeFrame") and TOUCHED == []
+    assert found["real"] == Variable("real", "DataFrame")  # pandas unknown: listed by type
+    assert found["arr"] == Variable("arr", "ndarray")
+
+
+def test_hostile_keys_and_odd_names():
+    class Key:
+        def __eq__(self, other):
+            TOUCHED.append("key eq")
+            return False
+
+        def __hash__(self):
+            TOUCHED.append("key hash")
+            return hash("x")
+
+    ns = {"x": 1, "\ud800y": 2, "with space": 3}
+    ns[Key()] = 4  # hashes once, here
+    TOUCHED.clear()
+    names = [v.name for v in probe(ns)]
+    assert names == ["x", "\ufffdy", "with space"] and TOUCHED == []
+
+
+def test_time_budget_lists_the_rest_by_type():
+    found = probe({"df": pd.DataFrame({"a": [1]}), "n": 3}, budget_s=-1.0)
+    assert found == [Variable("df", "DataFrame"), Variable("n", "int")]
 
 
 def test_kernel_expression_leaves_the_namespace_alone():
