@@ -253,3 +253,16 @@ async def test_a_long_single_line_prefix_keeps_its_end(jp_fetch, fake_engine):
     assert code == 200 and reply["completions"]
     prompt = fake_engine.calls[-1]
     assert "total =" in prompt and len(prompt) < len(prefix)  # cut from the start
+
+
+def test_a_long_single_line_on_the_real_model(service):
+    """The engine's limit is real here (4096 tokens of KV cache): 20,000 characters on one line
+    once failed with 'input_ids size (15000) exceeds max length (4096)'."""
+    from jupyter_codecomp.completion.protocol import CompletionRequest
+
+    request = CompletionRequest(prefix="x1 = 1; " * 2500 + "total = ", mode="line",
+                                max_new_tokens=8)
+    reply = service.complete(request)
+    assert reply.context.prompt_tokens <= service.settings.context_length
+    prefix = [p.text for p in service.prompt(request).parts if p.kind == "prefix"]
+    assert prefix and prefix[0].endswith("total = ")  # the line's end is kept
