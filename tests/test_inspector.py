@@ -368,6 +368,13 @@ def test_time_budget_lists_the_rest_by_type():
     assert found == [Variable("df", "DataFrame"), Variable("n", "int")]
 
 
+def test_a_failing_probe_answers_with_an_error_not_a_traceback():
+    # IPython's verbose tracebacks repr each frame's locals: the probe must never raise.
+    answer = inspector.kernel_json({"x": 1}, object(), vars(signatures), 60, 30, 1.0)
+    with pytest.raises(InspectorError, match="the probe failed: TypeError"):
+        parse_variables(answer)
+
+
 def test_kernel_expression_leaves_the_namespace_alone():
     ns = {"__builtins__": __builtins__, "df": pd.DataFrame({"a": [1]}), "trap": Trap()}
     before = dict(ns)

@@ -18,8 +18,7 @@ limits come in as arguments. The rules that keep user code from running:
   and keeping exact-`str` keys, so no key's `__eq__`/`__hash__` runs; lengths come from the
   builtin base (`list.__len__(obj)`).
 Every step is bounded (the last `max_vars` names, `max_columns` columns, clipped text): nothing
-waits. A time budget, when the real clock is found, lists the rest by type.
-"""
+waits. A time budget (when the real clock is found) lists the rest by type."""
 
 HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class that Python code creates
 SKIP = ("In", "Out", "exit", "quit", "get_ipython")
@@ -64,8 +63,7 @@ def compiled_class(value):
     return value if sub(type(value), type) and not type_flags(value) & HEAPTYPE else None
 
 
-def text(value):
-    """An exact `str` copy of a str (a subclass's methods never run), else None."""
+def text(value):  # an exact `str` copy of a str (a subclass's methods never run), else None
     return str.__str__(value) if sub(type(value), str) else None
 
 
@@ -395,4 +393,7 @@ def kernel_json(ns, system, signatures, max_vars, max_columns, budget_s):
         hidden = shell_hidden(ns, system)
     except Exception:  # not IPython, or an unexpected stack: only the fixed names are left out
         hidden = ()
-    return namespace_json(ns, hidden, system, signatures, max_vars, max_columns, budget_s)
+    try:
+        return namespace_json(ns, hidden, system, signatures, max_vars, max_columns, budget_s)
+    except Exception as exc:  # an answer, not a traceback: IPython's verbose mode reprs locals
+        return to_json({"error": type_label(type(exc))})

@@ -164,6 +164,8 @@ def parse_variables(payload: str) -> list[Variable]:
         items = json.loads(payload)
     except ValueError as exc:
         raise InspectorError(f"not JSON: {exc}") from None
+    if isinstance(items, dict) and "error" in items:
+        raise InspectorError(f"the probe failed: {str(items['error'])[:80]}")
     if not isinstance(items, list):
         raise InspectorError("not a list of variables")
     return [Variable.from_json(item) for item in items]
