@@ -70,19 +70,27 @@ def collect_notebooks(paths: list[str]) -> list[Path]:
 def notebook_counts(paths: list[str], per_notebook: int) -> dict[Path, int]:
     """Notebooks under `paths` and the tasks to draw from each: `per_notebook`, or N for a path
     given as `PATH:N` (the corpora differ in size: a few long textbook chapters, many short
-    exercise notebooks). The paths take turns, a notebook each, so that every corpus is in the
-    first part of a run (results.json is written after each notebook)."""
-    groups: list[list[tuple[Path, int]]] = []
+    exercise notebooks). The paths take turns, each in proportion to its tasks, so that every
+    corpus is in each part of a run (a run stopped early still covers them all)."""
+    by_folder: dict[Path, list[tuple[Path, int]]] = {}  # notebooks given one by one: their folder
     for name in paths:
         head, _, count = name.rpartition(":")
         name, count = (head, int(count)) if head and count.isdigit() else (name, per_notebook)
         path = Path(name)
-        groups.append([(nb, count) for nb in (sorted(path.rglob("*.ipynb")) if path.is_dir()
-                                              else [path])
-                       if ".ipynb_checkpoints" not in nb.parts])
+        by_folder.setdefault(path if path.is_dir() else path.parent, []).extend(
+            (nb, count) for nb in (sorted(path.rglob("*.ipynb")) if path.is_dir() else [path])
+            if ".ipynb_checkpoints" not in nb.parts)
+    groups = list(by_folder.values())
     found: dict[Path, int] = {}
-    for turn in range(max((len(g) for g in groups), default=0)):
-        found.update(g[turn] for g in groups if turn < len(g))
+    taken = [0] * len(groups)
+    sizes = [max(1, sum(count for _, count in g)) for g in groups]
+    while any(taken[k] < len(g) for k, g in enumerate(groups)):
+        # The path furthest behind, by the share of its tasks already placed.
+        k = min((k for k, g in enumerate(groups) if taken[k] < len(g)),
+                key=lambda k: sum(c for _, c in groups[k][:taken[k]]) / sizes[k])
+        notebook, count = groups[k][taken[k]]
+        found[notebook] = count
+        taken[k] += 1
     return found
 
 
