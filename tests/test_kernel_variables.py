@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import signal
 import time
@@ -174,6 +175,12 @@ async def test_busy_kernel_answers_through_a_subshell(kernel, variables):
     await run(client, "import time\nweekly = [1, 2, 3]")
     assert (await variables.get(kernel_id)).status == "fresh"
     idle_read = variables._readers[kernel_id].main_pending  # the last request to the main shell
+    writers: list[str] = []  # who sets the server's execution_state: never this package
+
+    def record(change):
+        writers.extend(f.filename for f in inspect.stack()[1:] if "jupyter_codecomp" in f.filename)
+
+    km.get_kernel(kernel_id).observe(record, names="execution_state")
     client.execute("during = 1\ntime.sleep(30)\nafter = 2")
     await wait_state(km, kernel_id, "busy")
     await asyncio.sleep(0.3)
@@ -195,6 +202,8 @@ async def test_busy_kernel_answers_through_a_subshell(kernel, variables):
     result = await variables.get(kernel_id)
     assert result.status == "fresh" and names(result)[-1] == "meanwhile"
     assert reader.main_pending is idle_read  # the main shell was never asked while busy
+    await asyncio.sleep(0.5)  # (the old code wrote "busy" back 0.2 s after a subshell's idle)
+    assert writers == []
 
     # The cell ends (interrupted): the cache is stale again and the next read sees the end state.
     await km.interrupt_kernel(kernel_id)
