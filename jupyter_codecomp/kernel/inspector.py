@@ -202,7 +202,7 @@ def dtype_text(dtype, libraries):
     kind = type(dtype)
     numpy, pandas = libraries["numpy"], libraries["pandas"]
     if numpy and one_of(kind, numpy["dtypes"]):
-        if numpy["dtype"].__dict__["names"].__get__(dtype) is None:  # not a record dtype
+        if type_dict(numpy["dtype"])["names"].__get__(dtype) is None:  # not a record dtype
             return clip(str(dtype), 40)
     elif pandas and one_of(kind, pandas["dtypes"]):
         return clip(str(dtype), 40)
