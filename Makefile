@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 # JupyterLab refuses to run as root without this flag; these machines run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install chromium clean
+.PHONY: lab test install chromium clean frontend-check
 
 install: $(VENV)/.installed
 
@@ -32,9 +32,17 @@ chromium:
 
 # The tests look for their model in the checkout, apart from the user's models.
 test: export JUPYTER_CODECOMP_CACHE_DIR := $(CURDIR)/.cache/models
-test: install chromium
+test: install chromium frontend-check
 	$(JUPYTER) codecomp model build $(TEST_MODEL)
 	$(PY) -m pytest
+
+# The frontend's own checks: prettier, eslint, and the jest unit tests of its pure logic.
+frontend-check: labextension/node_modules/.installed
+	cd labextension && npm run lint:check && npm test
+
+labextension/node_modules/.installed: labextension/package.json labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund
+	touch $@
 
 clean:
 	rm -rf $(VENV) jupyter_codecomp/labextension labextension/node_modules labextension/lib

@@ -41,15 +41,17 @@ export class CodecompApi {
   }
 
   /** `POST codecomp/complete`; `signal` aborts it. */
-  async complete(
-    body: ICompletionRequest,
-    signal?: AbortSignal
-  ): Promise<ICompletionReply> {
+  async complete(body: ICompletionRequest, signal?: AbortSignal): Promise<ICompletionReply> {
     return (await this._call('complete', {
       method: 'POST',
       body: JSON.stringify(body),
       signal
     })) as ICompletionReply;
+  }
+
+  /** `POST codecomp/warm`: prefill a prompt on the server (nothing to wait for). */
+  async warm(body: ICompletionRequest): Promise<void> {
+    await this._call('warm', { method: 'POST', body: JSON.stringify(body) });
   }
 
   private async _call(route: string, init: RequestInit): Promise<unknown> {

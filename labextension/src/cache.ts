@@ -10,6 +10,8 @@ interface IEntry {
   prefix: string;
   suffix: string;
   texts: string[];
+  /** Whether each text is confident enough for ghost text. */
+  confident: boolean[];
   time: number;
 }
 
@@ -19,12 +21,25 @@ const MAX_ENTRIES = 20;
 
 export class SuggestionCache {
   /** Remember the suggestions given for `prefix|suffix` in `key`. */
-  put(key: string, prefix: string, suffix: string, texts: string[]): void {
-    texts = texts.filter(text => text.trim() !== '');
-    if (!texts.length) {
+  put(
+    key: string,
+    prefix: string,
+    suffix: string,
+    texts: string[],
+    confident: boolean[] = texts.map(() => true)
+  ): void {
+    const kept = texts.map((text, i) => i).filter(i => texts[i].trim() !== '');
+    if (!kept.length) {
       return;
     }
-    this._entries.unshift({ key, prefix, suffix, texts, time: Date.now() });
+    this._entries.unshift({
+      key,
+      prefix,
+      suffix,
+      texts: kept.map(i => texts[i]),
+      confident: kept.map(i => confident[i] ?? true),
+      time: Date.now()
+    });
     this._entries.length = Math.min(this._entries.length, MAX_ENTRIES);
   }
 
@@ -32,7 +47,7 @@ export class SuggestionCache {
    * What remains of a suggestion after the user typed part of it: the
    * cursor moved forward from a cached position by text the suggestion starts with.
    */
-  get(key: string, prefix: string, suffix: string): string[] | null {
+  get(key: string, prefix: string, suffix: string, confidentOnly = false): string[] | null {
     const now = Date.now();
     for (const entry of this._entries) {
       if (
@@ -45,6 +60,7 @@ export class SuggestionCache {
       }
       const typed = prefix.slice(entry.prefix.length);
       const rest = entry.texts
+        .filter((text, i) => !confidentOnly || entry.confident[i])
         .filter(text => text.startsWith(typed))
         .map(text => text.slice(typed.length))
         .filter(text => text.trim() !== '');

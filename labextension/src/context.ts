@@ -8,30 +8,18 @@ import { NotebookPanel } from '@jupyterlab/notebook';
 import type { Session } from '@jupyterlab/services';
 import type { Widget } from '@lumino/widgets';
 
+import { cursorRequest, type IRequestOptions } from './cursor';
 import { isNotebookEnabled } from './metadata';
-import type {
-  CompletionMode,
-  IBuiltRequest,
-  ICodecompCell,
-  ICompletionRequest
-} from './tokens';
+export type { IRequestOptions } from './cursor';
+import type { IBuiltRequest, ICodecompCell, ICompletionRequest } from './tokens';
 
 /** Bounds that keep a request well under the server's limits. */
 const MAX_CELLS_ABOVE = 100;
 const MAX_CELLS_BELOW = 20;
 const MAX_CELL_CHARS = 20000;
-const MAX_PREFIX_CHARS = 50000;
-const MAX_SUFFIX_CHARS = 20000;
 
 /** Editor MIME types served in files outside notebooks. */
 const PYTHON_MIMES = new Set(['text/x-python', 'text/x-ipython']);
-
-/** What a provider asks for, on top of what the widget says. */
-export interface IRequestOptions {
-  mode: CompletionMode;
-  n: number;
-  maxTokens: number;
-}
 
 /** A document widget as far as this module cares (a file editor). */
 interface IDocumentLike extends Widget {
@@ -49,21 +37,10 @@ export class RequestBuilder {
     session: Session.ISessionConnection | null | undefined,
     options: IRequestOptions
   ): IBuiltRequest | null {
-    const text = request.text;
-    const cursor = Text.charIndexToJsIndex(request.offset, text);
-    const prefix = text.slice(0, cursor);
-    const suffix = text.slice(cursor);
-    const newline = suffix.indexOf('\n');
-    const lineSuffix = newline === -1 ? suffix : suffix.slice(0, newline);
-    const common = {
-      prefix: prefix.slice(-MAX_PREFIX_CHARS),
-      suffix: suffix.slice(0, MAX_SUFFIX_CHARS),
-      max_new_tokens: options.maxTokens,
-      n: options.n,
-      mode: options.mode
-    };
+    const cursor = Text.charIndexToJsIndex(request.offset, request.text);
+    const { common, lineSuffix, lead } = cursorRequest(request.text, cursor, options);
     if (widget instanceof NotebookPanel) {
-      const notebook = this._notebook(widget, text, session);
+      const notebook = this._notebook(widget, request.text, session, options.cellIndex);
       if (!notebook) {
         return null;
       }
@@ -71,7 +48,8 @@ export class RequestBuilder {
         body: { ...common, ...notebook.body },
         key: notebook.key,
         lineSuffix,
-        cursor
+        cursor,
+        lead
       };
     }
     const path = (widget as IDocumentLike).context?.path;
@@ -84,7 +62,7 @@ export class RequestBuilder {
         path,
         language: 'python'
       };
-      return { body, key: path, lineSuffix, cursor };
+      return { body, key: path, lineSuffix, cursor, lead };
     }
     return null;
   }
@@ -104,14 +82,15 @@ export class RequestBuilder {
   private _notebook(
     panel: NotebookPanel,
     text: string,
-    session: Session.ISessionConnection | null | undefined
+    session: Session.ISessionConnection | null | undefined,
+    cellIndex?: number
   ): { body: Omit<ICompletionRequest, 'prefix' | 'suffix'>; key: string } | null {
     const model = panel.model;
     if (!model || !isNotebookEnabled(model)) {
       return null;
     }
     const cells = panel.content.widgets;
-    let index = panel.content.activeCellIndex;
+    let index = cellIndex ?? panel.content.activeCellIndex;
     if (cells[index]?.model.sharedModel.getSource() !== text) {
       // The completer's editor is not the active cell's: find it by its text.
       index = cells.findIndex(cell => cell.model.sharedModel.getSource() === text);

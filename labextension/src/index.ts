@@ -1,10 +1,7 @@
 /**
  * jupyter-codecomp: ghost text and Tab items from a local code model.
  */
-import type {
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { ICompletionProviderManager } from '@jupyterlab/completer';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -16,6 +13,7 @@ import { CodecompApi } from './api';
 import { SuggestionCache } from './cache';
 import { RequestBuilder } from './context';
 import { CodecompInlineProvider } from './inline';
+import { addAcceptCommands } from './partial';
 import { isNotebookEnabled } from './metadata';
 import { SettingsModel } from './settings';
 import { StatusModel } from './status';
@@ -23,6 +21,7 @@ import { CodecompStatusItem } from './statusbar';
 import { CodecompTabProvider } from './tab';
 import { addToggleCommand, ToggleButtonExtension } from './toggle';
 import { CodecompTransport } from './transport';
+import { PromptWarmer } from './warm';
 
 export * from './tokens';
 
@@ -58,6 +57,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const inline = new CodecompInlineProvider(options);
     manager.registerInlineProvider(inline);
+    addAcceptCommands(app, inline, builder, trans);
     let providerTimeout = DEFAULT_PROVIDER_TIMEOUT_MS;
     manager.registerProvider(
       new CodecompTabProvider({ ...options, providerTimeout: () => providerTimeout })
@@ -96,6 +96,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     if (tracker) {
+      new PromptWarmer({ tracker, transport, status, settings, builder });
       const command = addToggleCommand(app.commands, tracker, trans, () => {
         inline.resetPolicy();
         cache.clear();

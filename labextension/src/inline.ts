@@ -3,9 +3,12 @@
  * suggestion over the WebSocket.
  *
  * JupyterLab never tells a provider to stop, so this one supersedes itself:
- * every call of `fetch` (one per keystroke) cancels the request under way,
- * waits for a quiet moment (debounce), then asks; the server also cancels an
- * older request for the same cell (the `key`).
+ * a keystroke that leaves the suggestion cancels the request under way,
+ * waits for a quiet moment (an adaptive debounce, `pace.ts`), then asks; the
+ * server also cancels an older request for the same cell (the `key`).
+ * A keystroke that types the start of the suggestion (typing through the
+ * ghost, or a partial accept) sends nothing: the rest is shown at once, and
+ * a suggestion still streaming goes on streaming its rest.
  */
 import type {
   CompletionHandler,
@@ -15,19 +18,17 @@ import type {
   IInlineCompletionProvider
 } from '@jupyterlab/completer';
 import { InlineCompletionTriggerKind } from '@jupyterlab/completer';
+import { UUID } from '@lumino/coreutils';
 
+import { nextLineLead } from './accept';
 import type { SuggestionCache } from './cache';
 import type { RequestBuilder } from './context';
 import { codecompIcon } from './icons';
-import type { SettingsModel } from './settings';
-import { cleanSuggestion, distinctSuggestions, isMiddleOfLine } from './suggestion';
-import type {
-  IBuiltRequest,
-  ICodecompStatus,
-  ICompletionReply,
-  IStreamHandle,
-  IStreamMessage
-} from './tokens';
+import { TypingPace } from './pace';
+import { minConfidence, requestLimits, type SettingsModel } from './settings';
+import { LiveSuggestion } from './live';
+import { cleanSuggestion, isMiddleOfLine } from './suggestion';
+import type { IBuiltRequest, ICodecompStatus } from './tokens';
 import type { CodecompTransport } from './transport';
 
 const EMPTY: IInlineCompletionList = { items: [] };
@@ -38,6 +39,9 @@ export const INLINE_PROVIDER_ID = 'jupyter-codecomp';
 /** A path the server turned off (policy) is not asked again for this long. */
 const DISABLED_PATH_MS = 10000;
 
+/** An invoke this soon after an accept asks for what follows the accepted text. */
+const AFTER_ACCEPT_MS = 1000;
+
 /** What the provider needs. */
 export interface IInlineProviderOptions {
   transport: CodecompTransport;
@@ -45,14 +49,6 @@ export interface IInlineProviderOptions {
   settings: SettingsModel;
   builder: RequestBuilder;
   cache: SuggestionCache;
-}
-
-/** The request under way. */
-interface IRunning {
-  handle: IStreamHandle;
-  built: IBuiltRequest;
-  sentAt: number;
-  finish: (texts: string[] | null) => void;
 }
 
 export class CodecompInlineProvider implements IInlineCompletionProvider {
@@ -75,12 +71,16 @@ export class CodecompInlineProvider implements IInlineCompletionProvider {
 
   constructor(private _options: IInlineProviderOptions) {}
 
+  /** Requests sent (tests and the status read it). */
+  get requestsSent(): number {
+    return this._sent;
+  }
+
   async fetch(
     request: CompletionHandler.IRequest,
     context: IInlineCompletionContext
   ): Promise<IInlineCompletionList> {
     const ticket = ++this._ticket;
-    this._stop();
     try {
       return await this._fetch(ticket, request, context);
     } catch {
@@ -89,27 +89,53 @@ export class CodecompInlineProvider implements IInlineCompletionProvider {
   }
 
   async *stream(token: string): AsyncGenerator<{ response: IInlineCompletionItem }> {
-    const running = this._running;
-    if (!running || running.handle.id !== token) {
+    const live = this._live;
+    if (!live || live.token !== token) {
       return;
     }
     for (;;) {
-      const message = await running.handle.next();
-      if (this._running !== running || !message) {
+      await live.changed();
+      if (this._live !== live || live.token !== token) {
+        return; // a newer item shows this suggestion now, or a newer one
+      }
+      const rest = this._rest(live);
+      if (live.done) {
+        yield { response: { insertText: rest ?? '' } };
         return;
       }
-      if (message.done) {
-        const texts = this._finish(running, message);
-        if (texts) {
-          yield { response: { insertText: texts[0] ?? '' } };
-        }
-        return;
-      }
-      const text = cleanSuggestion(message.text ?? '', running.built);
-      if (text) {
-        yield { response: { insertText: text, isIncomplete: true } };
+      if (rest) {
+        yield { response: { insertText: rest, isIncomplete: true } };
       }
     }
+  }
+
+  /** The next fetch asks for what follows an accepted suggestion. */
+  afterAccept(): void {
+    this._acceptedAt = Date.now();
+  }
+
+  /** The ghost text left at this place: of the suggestion streaming or of the cache. */
+  remainder(built: IBuiltRequest): string | null {
+    const live = this._live;
+    if (live && this._continues(live, built)) {
+      const typed = built.body.prefix.slice(live.place.length);
+      if (!live.done && live.text.startsWith(typed) && live.text.length > typed.length) {
+        return live.text.slice(typed.length);
+      }
+    }
+    const min = minConfidence(this._options.settings.current, this._options.status.server);
+    const cached = this._options.cache.get(
+      built.key,
+      built.body.prefix,
+      built.body.suffix,
+      min > 0
+    );
+    return cached?.[0] ?? null;
+  }
+
+  /** Forget policy answers (the notebook switch changed). */
+  resetPolicy(): void {
+    this._disabledPaths.clear();
   }
 
   private async _fetch(
@@ -117,108 +143,190 @@ export class CodecompInlineProvider implements IInlineCompletionProvider {
     request: CompletionHandler.IRequest,
     context: IInlineCompletionContext
   ): Promise<IInlineCompletionList> {
-    const { status, settings, builder, cache, transport } = this._options;
+    const { status, settings } = this._options;
     const config = settings.current;
     if (!config.enabled || !config.inline || !status.ready) {
       return EMPTY;
     }
     const invoked = context.triggerKind === InlineCompletionTriggerKind.Invoke;
-    const built = builder.build(request, context.widget, context.session, {
-      mode: config.mode,
-      n: invoked ? config.alternatives : 1,
-      maxTokens: config.maxTokens
-    });
+    const afterAccept = invoked && Date.now() - this._acceptedAt < AFTER_ACCEPT_MS;
+    this._acceptedAt = 0;
+    if (!invoked) {
+      this._pace.keystroke(performance.now());
+    }
+    const built = this._build(
+      request,
+      context,
+      afterAccept ? 1 : invoked ? config.alternatives : 1
+    );
     if (!built || this._isPathDisabled(built.body.path)) {
+      this._stop();
       return EMPTY;
     }
-    if (isMiddleOfLine(built)) {
-      built.body.mode = 'line';
-    }
-    const { key, body } = built;
     if (!invoked) {
-      // Typing through a suggestion: show what is left of it at once.
-      const cached = cache.get(key, body.prefix, body.suffix);
-      if (cached) {
-        return { items: [{ insertText: cached[0] }] };
+      // Typing through the ghost: show what is left of it at once, ask nothing.
+      const through = this._typedThrough(built);
+      if (through) {
+        return through;
       }
-      await sleep(config.debounceMs);
+    }
+    this._stop();
+    const asked = afterAccept ? this._nextLine(request, context, built) : built;
+    if (!invoked) {
+      await sleep(this._debounceMs(built));
       if (ticket !== this._ticket) {
         return EMPTY;
       }
     }
-    const delegate = cache.begin(key, body.prefix, body.suffix);
-    const handle = await transport.stream(body, { key });
-    const running: IRunning = {
-      handle,
-      built,
-      sentAt: performance.now(),
-      finish: texts => delegate.resolve(texts)
-    };
-    if (ticket !== this._ticket) {
-      handle.cancel();
-      running.finish(null);
-      return EMPTY;
-    }
-    this._running = running;
-    for (;;) {
-      const message = await handle.next();
-      if (this._running !== running || !message) {
-        running.finish(null);
-        return EMPTY;
-      }
-      if (message.done) {
-        const texts = this._finish(running, message) ?? [];
-        return { items: texts.map(insertText => ({ insertText })) };
-      }
-      const text = cleanSuggestion(message.text ?? '', built);
-      if (text && !invoked) {
-        // Show the first words now; `stream` brings the rest.
-        return { items: [{ insertText: text, isIncomplete: true, token: handle.id }] };
-      }
-    }
+    return this._ask(ticket, asked, invoked && !afterAccept);
   }
 
-  /** Handle the last message: the suggestions, or null when there are none. */
-  private _finish(running: IRunning, message: IStreamMessage): string[] | null {
-    const { status, cache } = this._options;
-    if (this._running === running) {
-      this._running = null;
+  private _build(
+    request: CompletionHandler.IRequest,
+    context: IInlineCompletionContext,
+    n: number,
+    lead?: string
+  ): IBuiltRequest | null {
+    const { status, settings, builder } = this._options;
+    const config = settings.current;
+    const limits = requestLimits(config, status.server, { n, maxTokens: null });
+    const built = builder.build(request, context.widget, context.session, {
+      mode: config.mode,
+      n: limits.n,
+      maxTokens: limits.maxTokens,
+      lead
+    });
+    if (built && isMiddleOfLine(built)) {
+      built.body.mode = 'line';
     }
-    const reply: ICompletionReply | undefined = message.reply;
-    if (!reply) {
-      if (message.error) {
-        status.reportFailure(message.error.code);
-      }
-      running.finish(null);
-      return null;
+    return built;
+  }
+
+  /**
+   * After an accept at the end of a line, the suggestion is the next line:
+   * ask as if the newline (and its indentation) were typed, and show them.
+   */
+  private _nextLine(
+    request: CompletionHandler.IRequest,
+    context: IInlineCompletionContext,
+    built: IBuiltRequest
+  ): IBuiltRequest {
+    const line = built.body.prefix.slice(built.body.prefix.lastIndexOf('\n') + 1);
+    if (built.lineSuffix.trim() !== '' || line.trim() === '') {
+      return built;
     }
+    return this._build(request, context, 1, nextLineLead(line)) ?? built;
+  }
+
+  private _typedThrough(built: IBuiltRequest): IInlineCompletionList | null {
+    const live = this._live;
+    const rest = this.remainder(built);
+    if (!rest) {
+      // Typing through a suggestion below the confidence threshold: still nothing to ask.
+      const { cache } = this._options;
+      return cache.get(built.key, built.body.prefix, built.body.suffix) ? EMPTY : null;
+    }
+    if (live && !live.done && this._continues(live, built)) {
+      live.typed = built.body.prefix.slice(live.place.length);
+      live.token = UUID.uuid4();
+      return { items: [{ insertText: rest, isIncomplete: true, token: live.token }] };
+    }
+    return { items: [{ insertText: rest }] };
+  }
+
+  private async _ask(
+    ticket: number,
+    built: IBuiltRequest,
+    wholeReply: boolean
+  ): Promise<IInlineCompletionList> {
+    const { transport, cache, status } = this._options;
+    const place = built.body.prefix.slice(0, built.body.prefix.length - built.lead.length);
+    const delegate = cache.begin(built.key, place, built.body.suffix);
+    const handle = await transport.stream(built.body, { key: built.key });
+    this._sent++;
+    const live = new LiveSuggestion(handle, built, place, {
+      clean: text => cleanSuggestion(text, built),
+      minConfidence: () => minConfidence(this._options.settings.current, status.server),
+      onReply: (reply, sentAt) => this._onReply(live, reply, sentAt),
+      onError: code => status.reportFailure(code),
+      onEnd: texts => delegate.resolve(texts)
+    });
+    if (ticket !== this._ticket) {
+      live.cancel();
+      return EMPTY;
+    }
+    this._live = live;
+    while (!live.done && (wholeReply || !live.text)) {
+      await live.changed();
+    }
+    if (this._live !== live || ticket !== this._ticket) {
+      return EMPTY;
+    }
+    if (live.done) {
+      return { items: live.ghostTexts.map(insertText => ({ insertText })) };
+    }
+    live.token = UUID.uuid4();
+    return { items: [{ insertText: live.text, isIncomplete: true, token: live.token }] };
+  }
+
+  /** Whether `built` is at or after `live`'s place, with the same text after it. */
+  private _continues(live: LiveSuggestion, built: IBuiltRequest): boolean {
+    return (
+      live.built.key === built.key &&
+      live.built.body.suffix === built.body.suffix &&
+      built.lead === '' &&
+      built.body.prefix.startsWith(live.place)
+    );
+  }
+
+  /** What is left of `live` after what was typed since it was asked. */
+  private _rest(live: LiveSuggestion): string | null {
+    const texts = live.done ? live.ghostTexts : [live.text];
+    const text = texts.find(t => t.startsWith(live.typed) && t.length > live.typed.length);
+    return text === undefined ? null : text.slice(live.typed.length);
+  }
+
+  private _onReply(
+    live: LiveSuggestion,
+    reply: { disabled?: string | null },
+    sentAt: number
+  ): void {
     if (reply.disabled) {
       // The notebook switch is known here (and may be newer than the saved file):
       // only remember the server's own reasons (settings, exam paths).
       if (reply.disabled !== 'notebook') {
-        this._disabledPaths.set(running.built.body.path ?? '', Date.now());
+        this._disabledPaths.set(live.built.body.path ?? '', Date.now());
       }
-      running.finish(null);
-      return null;
+      return;
     }
-    status.recordLatency(performance.now() - running.sentAt);
-    const texts = distinctSuggestions(
-      reply.completions.map(completion => completion.text),
-      running.built
+    this._options.status.recordLatency(performance.now() - sentAt);
+    this._options.cache.put(
+      live.built.key,
+      live.place,
+      live.built.body.suffix,
+      live.texts,
+      live.texts.map(text => live.ghostTexts.includes(text))
     );
-    const { key, body } = running.built;
-    cache.put(key, body.prefix, body.suffix, texts);
-    running.finish(texts);
-    return texts;
+  }
+
+  private _debounceMs(built: IBuiltRequest): number {
+    const config = this._options.settings.current;
+    if (!config.adaptiveDebounce) {
+      return config.debounceMs;
+    }
+    const prefix = built.body.prefix;
+    return this._pace.debounceMs({
+      lineBefore: prefix.slice(prefix.lastIndexOf('\n') + 1),
+      lineAfter: built.lineSuffix
+    });
   }
 
   /** Cancel the request under way (a newer keystroke makes it stale). */
   private _stop(): void {
-    const running = this._running;
-    if (running) {
-      this._running = null;
-      running.handle.cancel();
-      running.finish(null);
+    const live = this._live;
+    if (live) {
+      this._live = null;
+      live.cancel();
     }
   }
 
@@ -234,13 +342,11 @@ export class CodecompInlineProvider implements IInlineCompletionProvider {
     return true;
   }
 
-  /** Forget policy answers (the notebook switch changed). */
-  resetPolicy(): void {
-    this._disabledPaths.clear();
-  }
-
   private _ticket = 0;
-  private _running: IRunning | null = null;
+  private _sent = 0;
+  private _acceptedAt = 0;
+  private _live: LiveSuggestion | null = null;
+  private _pace = new TypingPace();
   private _disabledPaths = new Map<string, number>();
 }
 

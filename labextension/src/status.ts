@@ -68,7 +68,9 @@ export class StatusModel implements ICodecompStatus {
       delay = this._nextDelay();
     } catch (error) {
       const failure = error instanceof CodecompError ? error : null;
-      this._lastError = failure ? `${failure.status || ''} ${failure.message}`.trim() : String(error);
+      this._lastError = failure
+        ? `${failure.status || ''} ${failure.message}`.trim()
+        : String(error);
       if (failure?.isMissing) {
         this._warnOnce(
           'jupyter-codecomp: the server extension does not answer (404); completions stay off.'
@@ -96,7 +98,8 @@ export class StatusModel implements ICodecompStatus {
 
   reportFailure(code: string): void {
     // The model went away or the server restarted: look again soon.
-    if (code === 'not_ready' || code === 'failed' || code === 'network' || code === 'closed') {
+    const transient = ['not_ready', 'failed', 'engine_unavailable', 'network', 'closed'];
+    if (transient.includes(code)) {
       if (this._state === 'ready') {
         this._setState('loading');
       }
@@ -120,6 +123,7 @@ export class StatusModel implements ICodecompStatus {
       case 'disabled':
         return 'off';
       case 'failed':
+      case 'engine_unavailable': // the shared engine (engine_url) is down: details on click
         return 'error';
       default:
         return 'unknown';

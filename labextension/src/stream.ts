@@ -6,11 +6,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { UUID } from '@lumino/coreutils';
 
-import type {
-  ICompletionRequest,
-  IStreamHandle,
-  IStreamMessage
-} from './tokens';
+import type { ICompletionRequest, IStreamHandle, IStreamMessage } from './tokens';
 
 /** How long to wait for the socket to open before giving up. */
 const OPEN_TIMEOUT_MS = 5000;

@@ -15,7 +15,7 @@ import { Text } from '@jupyterlab/coreutils';
 import type { SuggestionCache } from './cache';
 import type { RequestBuilder } from './context';
 import { codecompIcon } from './icons';
-import type { SettingsModel } from './settings';
+import { requestLimits, type SettingsModel } from './settings';
 import { distinctSuggestions } from './suggestion';
 import type { IBuiltRequest, ICodecompStatus } from './tokens';
 import type { CodecompTransport } from './transport';
@@ -97,15 +97,19 @@ export class CodecompTabProvider implements ICompletionProvider {
     request: CompletionHandler.IRequest,
     context: ICompletionContext
   ): IBuiltRequest | null {
-    const { settings, builder } = this._options;
+    const { settings, builder, status } = this._options;
     const config = settings.current;
     if (!context.widget) {
       return null;
     }
+    const limits = requestLimits(config, status.server, {
+      n: config.alternatives,
+      maxTokens: Math.min(config.maxTokens ?? TAB_MAX_TOKENS, TAB_MAX_TOKENS)
+    });
     return builder.build(request, context.widget, context.session, {
       mode: 'line',
-      n: config.alternatives,
-      maxTokens: Math.min(config.maxTokens, TAB_MAX_TOKENS)
+      n: limits.n,
+      maxTokens: limits.maxTokens
     });
   }
 
@@ -193,8 +197,5 @@ export class CodecompTabProvider implements ICompletionProvider {
 
 /** The promise's value, or null past `ms`. */
 function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T | null> {
-  return Promise.race([
-    promise,
-    new Promise<null>(resolve => setTimeout(() => resolve(null), ms))
-  ]);
+  return Promise.race([promise, new Promise<null>(resolve => setTimeout(() => resolve(null), ms))]);
 }

@@ -25,7 +25,7 @@ export function addToggleCommand(
   commands.addCommand(TOGGLE_COMMAND, {
     label: trans.__('Toggle code completion for this notebook'),
     caption: trans.__(
-      'Turn the local model\'s completions on or off for this notebook (saved in its metadata).'
+      "Turn the local model's completions on or off for this notebook (saved in its metadata)."
     ),
     icon: args => (args.toolbar ? codecompIcon : undefined),
     isEnabled: () => !!current()?.model,
@@ -41,7 +41,9 @@ export function addToggleCommand(
       setNotebookEnabled(model, !isNotebookEnabled(model));
       onToggled();
       // Saved at once: the server reads the switch from the file.
-      void current()?.context.save().catch(() => undefined);
+      void current()
+        ?.context.save()
+        .catch(() => undefined);
     },
     describedBy: { args: { type: 'object', properties: {} } }
   });
@@ -49,7 +51,9 @@ export function addToggleCommand(
   const refresh = () => commands.notifyCommandChanged(TOGGLE_COMMAND);
   tracker.currentChanged.connect(refresh);
   tracker.widgetAdded.connect((_, panel) => {
-    panel.context.ready.then(() => panel.model?.metadataChanged.connect(refresh)).catch(() => undefined);
+    panel.context.ready
+      .then(() => panel.model?.metadataChanged.connect(refresh))
+      .catch(() => undefined);
   });
   return TOGGLE_COMMAND;
 }

@@ -31,6 +31,8 @@ export interface ICompletionRequest {
 export interface ICompletion {
   text: string;
   score: number;
+  /** How likely the text is right, in [0, 1]; a server without it means 1. */
+  confidence?: number;
 }
 
 /** Reply of `POST codecomp/complete` (and `reply` of the last stream message). */
@@ -73,8 +75,15 @@ export interface IStreamMessage {
   cancelled?: boolean;
 }
 
+/** `limits` of `GET codecomp/status`. */
+export interface IServerLimits {
+  max_new_tokens: number;
+  default_max_new_tokens?: { line: number; block: number };
+  alternatives: number;
+}
+
 /** Server states of `GET codecomp/status`. */
-export type ServerState = 'loading' | 'ready' | 'failed' | 'disabled';
+export type ServerState = 'loading' | 'ready' | 'failed' | 'disabled' | 'engine_unavailable';
 
 /** Reply of `GET codecomp/status`. */
 export interface IServerStatus {
@@ -88,6 +97,10 @@ export interface IServerStatus {
   /** A command the user can run to repair a failure. */
   fix: string | null;
   latency_ms: { last: number | null; p50: number | null };
+  /** What a request may ask for (the frontend keeps no copies of them). */
+  limits?: IServerLimits;
+  /** The server's default threshold of confidence for ghost text. */
+  min_confidence?: number;
   [extra: string]: unknown;
 }
 
@@ -96,13 +109,7 @@ export interface IServerStatus {
  * extension answers), `unreachable` (the server did not answer) and `off`
  * (turned off in the settings or for the current notebook).
  */
-export type DisplayState =
-  | 'loading'
-  | 'ready'
-  | 'off'
-  | 'error'
-  | 'missing'
-  | 'unknown';
+export type DisplayState = 'loading' | 'ready' | 'off' | 'error' | 'missing' | 'unknown';
 
 /** The user settings of the frontend (schema/plugin.json). */
 export interface ICodecompSettings {
@@ -112,23 +119,32 @@ export interface ICodecompSettings {
   inline: boolean;
   /** `line`: finish the line; `block`: allow several lines. */
   mode: 'line' | 'block';
-  /** Quiet time after the last keystroke before a request goes out. */
+  /** Derive the quiet time before a request from the typist's pace. */
+  adaptiveDebounce: boolean;
+  /** The fixed quiet time after a keystroke when `adaptiveDebounce` is off. */
   debounceMs: number;
-  /** Cap on generated tokens. */
-  maxTokens: number;
+  /** Cap on generated tokens; null: the server's default (capped by its limit). */
+  maxTokens: number | null;
+  /** Ghost text only for suggestions this confident; null: the server's default. */
+  minConfidence: number | null;
+  /** Prefill a cell's prompt when the cursor enters it, a cell runs, a notebook opens. */
+  warm: boolean;
   /** Alternatives asked for on explicit invocation and in the Tab list. */
   alternatives: number;
   /** Add the model's suggestions to the Tab completer list. */
   tabItems: boolean;
 }
 
-/** Default settings (must match schema/plugin.json). */
+/** What a composite setting falls back to when it is missing or invalid. */
 export const DEFAULT_SETTINGS: ICodecompSettings = {
   enabled: true,
   inline: true,
   mode: 'line',
+  adaptiveDebounce: true,
   debounceMs: 250,
-  maxTokens: 64,
+  maxTokens: null,
+  minConfidence: null,
+  warm: true,
   alternatives: 2,
   tabItems: true
 };
@@ -181,4 +197,10 @@ export interface IBuiltRequest {
   lineSuffix: string;
   /** Cursor offset in the editor text (JS string index). */
   cursor: number;
+  /**
+   * Text asked for beyond the cursor (a newline and indentation, for the
+   * next line after an accept): `body.prefix` ends with it, and every
+   * suggestion shown starts with it.
+   */
+  lead: string;
 }

@@ -73,6 +73,15 @@ export class CodecompTransport {
     }
   }
 
+  /**
+   * Ask the server to prefill this prompt (`POST codecomp/warm`; lowest
+   * priority: any completion pre-empts it). Failures only cost a cold
+   * keystroke, so they are not reported.
+   */
+  async warm(request: ICompletionRequest): Promise<void> {
+    await this.api.warm(request).catch(() => undefined);
+  }
+
   dispose(): void {
     this.socket.dispose();
   }

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from labdriver import LabPage, chromium_available, launch_browser, start_lab
 
 PLUGIN = "jupyter-codecomp:plugin"

@@ -33,7 +33,8 @@ CHROMIUM_ARGS = [
 ]
 
 # Selectors of JupyterLab's and this extension's DOM.
-GHOST = ".jp-GhostText"
+# Ghost text, not the invisible spacers JupyterLab leaves for a moment where it was.
+GHOST = ".jp-GhostText:not(.jp-GhostText-letterSpacer):not(.jp-GhostText-lineSpacer)"
 STATUS = ".jp-codecomp-Status"
 TOGGLE_BUTTON = ".jp-codecomp-ToggleButton"
 COMPLETER_ITEM = ".jp-Completer .jp-Completer-item"
@@ -60,13 +61,15 @@ class LabServer:
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, bool] = field(default_factory=lambda: {"jupyter_codecomp": True})
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120) -> LabServer:
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", **self.env)
         jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or "jupyter"
         command = [
             jupyter, "lab", "--allow-root", "--no-browser",
@@ -74,7 +77,7 @@ class LabServer:
             f"--port={self.port}", "--ServerApp.port_retries=0",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.root_dir={self.root_dir}",
-            "--ServerApp.jpserver_extensions={'jupyter_codecomp': True}",
+            f"--ServerApp.jpserver_extensions={self.extensions!r}",
             f"--CodecompConfig.model={self.model}",
             # Lets tests reach `window.jupyterapp` (commands, shell), as galata does.
             "--LabApp.expose_app_in_browser=True",
@@ -188,8 +191,10 @@ def write_user_settings(settings_dir: Path) -> None:
     path.write_text(json.dumps({"fetchNews": "false"}))
 
 
-def start_lab(tmp: Path, model: str) -> LabServer:
-    """A started `jupyter lab` in `tmp` (root, user settings and workspaces of its own)."""
+def start_lab(tmp: Path, model: str, scripted: bool = False,
+              env: dict[str, str] | None = None) -> LabServer:
+    """A started `jupyter lab` in `tmp` (root, user settings and workspaces of its own).
+    `scripted`: the model is the scripted engine of scripted_model.py (exact ghost text)."""
     root = tmp / "root"
     root.mkdir(parents=True, exist_ok=True)
     settings_dir = tmp / "user-settings"
@@ -203,8 +208,16 @@ def start_lab(tmp: Path, model: str) -> LabServer:
             "--CodecompConfig.device=cpu",
         ],
         log_path=tmp / "jupyter-lab.log",
+        env={**(env or {}),
+             **({"PYTHONPATH": _with_here(os.environ.get("PYTHONPATH"))} if scripted else {})},
+        extensions={"jupyter_codecomp": True, **({"scripted_model": True} if scripted else {})},
     )
     return server.start()
+
+
+def _with_here(path: str | None) -> str:
+    here = str(Path(__file__).resolve().parent)
+    return here + (os.pathsep + path if path else "")
 
 
 def launch_browser(playwright):
@@ -317,7 +330,8 @@ class LabPage:
         return self.page.evaluate(
             f"() => Array.from(document.querySelectorAll('{COMPLETER_ITEM}')).map(li => ({{"
             " label: (li.querySelector('.jp-Completer-match') || li).textContent,"
-            " type: (li.querySelector('.jp-Completer-typeExtended') || {textContent: ''}).textContent,"
+            " type: (li.querySelector('.jp-Completer-typeExtended')"
+            " || {textContent: ''}).textContent,"
             " value: li.getAttribute('data-value') }))"
         )
 

@@ -8,7 +8,6 @@ import time
 import uuid
 
 import pytest
-
 from labdriver import COMPLETER_ITEM, GHOST, STATUS, TOGGLE_BUTTON
 
 # Cells the test model completes sensibly (measured): `df.he` -> `ad(10)`,
@@ -77,7 +76,7 @@ def test_tab_list_has_codecomp_item_beside_kernel_items(lab_server, lab, console
     lab.page.keyboard.type("df.he", delay=40)
     # A cold prompt on a loaded CPU may miss the list's time budget; the answer still arrives and
     # is cached, so Tab again at the same place shows it (what a user would do).
-    for attempt in range(3):
+    for _attempt in range(3):
         lab.page.keyboard.press("Tab")
         try:
             lab.page.wait_for_selector(

@@ -29,7 +29,8 @@ def test_screenshot_of_ghost_text(browser, request, tmp_path_factory):
         finally:
             server.stop()
     else:
-        out = tmp_path_factory.mktemp("shot") / "screenshot.png" if SCREENSHOT.exists() else SCREENSHOT
+        shot = tmp_path_factory.mktemp("shot") / "screenshot.png"
+        out = shot if SCREENSHOT.exists() else SCREENSHOT
         ghost = save_ghost_screenshot(request.getfixturevalue("lab_server"), browser, out)
     assert ghost.strip()
     assert out.stat().st_size > 10_000
