@@ -211,6 +211,8 @@ class OnnxEngine:
     def _generate(self, run: _Run, n: int, streamer: Streamer | None) -> GenerationResult:
         kv = run.slot.target
         cached = kv.sync(run.prompt_ids)
+        if self.drafter is not None:
+            self.drafter.prefill(run.prompt_ids, run.slot)
         prefilled = time.perf_counter()
         first_logits = kv.logits()
         run.timings["prefill"] = (prefilled - run.started) * 1000

@@ -35,6 +35,10 @@ MAX_DRAFT = LAST_ROWS - 1
 class Drafter(Protocol):
     name: str
 
+    def prefill(self, prompt_ids: list[int], slot: Slot) -> None:
+        """Read the prompt along with the verifier, so its cost counts as prefill."""
+        ...
+
     def propose(self, sequence: list[int], slot: Slot, k: int) -> list[int]:
         """Up to `k` tokens likely to follow `sequence` (prompt, generated, the next token)."""
         ...
@@ -48,6 +52,9 @@ class ModelDrafter:
     def __init__(self, model, path: Path):
         self.model = model
         self.path = Path(path)
+
+    def prefill(self, prompt_ids: list[int], slot: Slot) -> None:
+        slot.draft.sync(prompt_ids, keep_last=1)
 
     def propose(self, sequence: list[int], slot: Slot, k: int) -> list[int]:
         kv: KVCache = slot.draft
@@ -68,6 +75,9 @@ class PromptLookupDrafter:
     longest: int = 4
     shortest: int = 2
     name: str = PROMPT_LOOKUP
+
+    def prefill(self, prompt_ids: list[int], slot: Slot) -> None:
+        pass  # it reads the sequence when it drafts
 
     def propose(self, sequence: list[int], slot: Slot, k: int) -> list[int]:
         seq = np.asarray(sequence, dtype=np.int64)
