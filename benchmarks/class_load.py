@@ -60,13 +60,14 @@ def _children(pid: int) -> list[int]:
 
 
 class StudentServer:
-    def __init__(self, model: str, threads: int, engine_url: str = ""):
+    def __init__(self, model: str, threads: int, engine_url: str = "", read_timeout: float = 0):
         self.port, self.token = free_port(), uuid.uuid4().hex
         self.root = tempfile.mkdtemp(prefix="class-load-")
         cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                f"--CodecompConfig.model={model}", f"--CodecompConfig.threads={threads}",
                f"--CodecompConfig.engine_url={engine_url}",
+               *([f"--CodecompConfig.engine_read_timeout={read_timeout}"] if read_timeout else []),
                "--ServerApp.jpserver_extensions={'jupyter_codecomp': True}"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
@@ -236,7 +237,8 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
         print(f"\n== in-process engines: {n} students skipped ({n} x {inprocess_mb or 0:.0f} MB "
               f"over the {args.inprocess_budget_mb} MB budget, or --shared-only)")
     engine = SharedEngine(args.model, n, args.engine_threads, args.ctx_size)
-    servers = [StudentServer(args.model, args.threads, engine.url) for _ in range(n)]
+    servers = [StudentServer(args.model, args.threads, engine.url, args.engine_read_timeout)
+               for _ in range(n)]
     try:
         await measure(f"shared engine (serve --parallel {n})", servers, engine, args.interval)
     finally:
@@ -269,6 +271,8 @@ def main() -> None:
     # llama.cpp's threads wait for each other at every layer: on this 2-core machine shared with
     # other jobs, 2 threads made a 16-token completion 20-40x slower than 1 (same run).
     parser.add_argument("--engine-threads", type=int, default=1)
+    parser.add_argument("--engine-read-timeout", type=float, default=0,
+                        help="the students' engine_read_timeout (0: the product's default)")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -72,21 +72,38 @@ def key(r: dict) -> tuple:
     return r["notebook"], r["cell"], r["kind"], r["prefix"], r["variant"]
 
 
-def compare(local: list[dict], shared: list[dict], seed: int) -> None:
-    by_key = {key(r): r for r in shared}
-    pairs = [(r, by_key[key(r)]) for r in local if key(r) in by_key]
-    print(f"\n{len(pairs)} paired tasks ({len(local)} in-process, {len(shared)} shared)")
-    print(f"{'metric':12} {'in-process':>10} {'shared':>8} {'diff':>7}   95 % CI of the diff")
+def compare(label_a: str, a_rows: list[dict], label_b: str, b_rows: list[dict], seed: int,
+            same_key=key) -> None:
+    """`b` minus `a`, paired by task (and variant unless `same_key` says otherwise)."""
+    by_key = {same_key(r): r for r in b_rows}
+    pairs = [(r, by_key[same_key(r)]) for r in a_rows if same_key(r) in by_key]
+    if not pairs:
+        return
+    print(f"\n{label_b} - {label_a}: {len(pairs)} paired tasks")
+    print(f"{'metric':12} {label_a[:14]:>14} {label_b[:14]:>14} {'diff':>7}   95 % CI of the diff")
     for metric in METRICS:
         a = [100.0 * float(p[0][metric]) for p in pairs]
         b = [100.0 * float(p[1][metric]) for p in pairs]
         low, high = bootstrap_ci([y - x for x, y in zip(a, b)], seed=seed)
-        print(f"{metric:12} {statistics.mean(a):10.1f} {statistics.mean(b):8.1f} "
+        print(f"{metric:12} {statistics.mean(a):14.1f} {statistics.mean(b):14.1f} "
               f"{statistics.mean(b) - statistics.mean(a):+7.1f}   [{low:+.1f}, {high:+.1f}]")
     same = sum(p[0]["completion"] == p[1]["completion"] for p in pairs)
-    print(f"identical text: {100 * same / max(1, len(pairs)):.1f} %   latency p50 ms: in-process "
-          f"{statistics.median(p[0]['latency_ms'] for p in pairs):.0f}, shared "
+    print(f"identical text: {100 * same / len(pairs):.1f} %   latency p50 ms: "
+          f"{statistics.median(p[0]['latency_ms'] for p in pairs):.0f} and "
           f"{statistics.median(p[1]['latency_ms'] for p in pairs):.0f}")
+
+
+def compare_all(local: list[dict], shared: list[dict], seed: int) -> None:
+    """Each variant across the engines; then, on the shared engine, each variant against the
+    first (e.g. `above/heal=false` against `above`: what token healing is worth there)."""
+    variants = list(dict.fromkeys(r["variant"] for r in local))
+    for variant in variants:
+        compare(f"in-process {variant}", [r for r in local if r["variant"] == variant],
+                f"shared {variant}", [r for r in shared if r["variant"] == variant], seed)
+    task = lambda r: key(r)[:4]  # noqa: E731
+    for variant in variants[1:]:
+        compare(f"shared {variants[0]}", [r for r in shared if r["variant"] == variants[0]],
+                f"shared {variant}", [r for r in shared if r["variant"] == variant], seed, task)
 
 
 def main() -> None:
@@ -111,7 +128,7 @@ def main() -> None:
                                                       "--CodecompConfig.engine_read_timeout=900"])
     finally:
         engine.terminate()  # it exits once the batch under way is computed
-    compare(local, shared, args.seed)
+    compare_all(local, shared, args.seed)
 
 
 if __name__ == "__main__":

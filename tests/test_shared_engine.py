@@ -307,3 +307,24 @@ def test_serve_errors_in_one_line(test_model, engine, tmp_path):
     (tuned / "codecomp.json").write_text(json.dumps(manifest))
     no_gguf = serve(str(tuned), "--port", str(free_port()))
     assert no_gguf.returncode == 1 and "has no GGUF" in no_gguf.stderr
+
+
+def test_a_vllm_chunk_reads_like_a_llamacpp_one():
+    """vLLM's shape (the OpenAI legacy logprobs, with return_tokens_as_token_ids), as its docs
+    give it: no vLLM runs here (it needs a GPU), so this one reply is written out."""
+    from jupyter_codecomp.completion.openai_reply import UnreadableReply, parse_chunk
+
+    chunk = parse_chunk(json.dumps({"choices": [{"index": 0, "text": " df", "finish_reason": None,
+                                                 "logprobs": {
+        "tokens": ["token_id:6764"], "token_logprobs": [-0.25],
+        "top_logprobs": [{"token_id:6764": -0.25, "token_id:1594": -2.0}],
+        "text_offset": [0]}}],
+        "usage": {"prompt_tokens": 812, "completion_tokens": 1,
+                  "prompt_tokens_details": {"cached_tokens": 800}}}))
+    assert chunk.text == " df" and chunk.tokens == [(6764, -0.25)]
+    assert chunk.top_first == [(6764, -0.25), (1594, -2.0)]
+    assert (chunk.prompt_tokens, chunk.cached_tokens) == (812, 800)
+    with pytest.raises(UnreadableReply):
+        parse_chunk(json.dumps({"choices": [{"text": "x", "logprobs": {"tokens": [" df"]}}]}))
+    with pytest.raises(UnreadableReply):
+        parse_chunk("<html>502 Bad Gateway</html>")
