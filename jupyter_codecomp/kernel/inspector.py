@@ -47,10 +47,7 @@ ESCAPES.update({i: "\ufffd" for i in range(0xD800, 0xE000)})  # lone surrogates 
 
 def one_of(kind, classes):
     """`kind in classes` by identity: `in` would call a metaclass's `__eq__`."""
-    for klass in classes:
-        if klass is kind:
-            return True
-    return False
+    return any(klass is kind for klass in classes)
 
 
 def sub(kind, base):
@@ -164,8 +161,8 @@ def torch_classes(modules):
 def library_classes(system):
     modules = str_items(str_items(module_dict(system)).get("modules"))
     numpy = numpy_classes(modules)
-    return {"numpy": numpy, "pandas": pandas_classes(modules, numpy.get("ndarray")),
-            "torch": torch_classes(modules)}
+    pandas = pandas_classes(modules, numpy.get("ndarray"))
+    return {"numpy": numpy, "pandas": pandas, "torch": torch_classes(modules)}
 
 
 def array_ok(array, pandas, depth=0):
@@ -242,7 +239,10 @@ def describe_pandas(entry, obj, kind, libraries, max_columns):
         entry["shape"] = "(" + int.__repr__(rows) + ", " + int.__repr__(ncols) + ")"
         labels = list(obj.columns[:max_columns])
         dtypes = list(obj.dtypes.iloc[:max_columns])
-        entry["columns"] = [[label(c), dtype_text(d, libraries)] for c, d in zip(labels, dtypes)]
+        shown = {}  # one text per distinct dtype object: numpy's str() is Python code
+        entry["columns"] = [[label(c), shown[id(d)] if id(d) in shown else
+                             shown.setdefault(id(d), dtype_text(d, libraries))]
+                            for c, d in zip(labels, dtypes)]
     else:
         entry["length"] = len(obj)
         entry["dtype"] = dtype_text(obj.dtype, libraries)
