@@ -184,6 +184,45 @@ def test_the_cli_exports_a_model_the_service_completes_with(test_model, checkpoi
     assert reply.model == "course-ft-" + model.manifest.precision
     assert reply.completions and reply.completions[0].text.strip()
 
+    # llama.cpp (`jupyter codecomp serve`) serves it from the GGUF its export wrote.
+    from jupyter_codecomp.tools.serve import ServeOptions, find_gguf, start_server
+
+    gguf = find_gguf(ModelStore(cache), "course-ft")
+    assert gguf.parent == model.path
+    options = ServeOptions(port=_free_port(), parallel=1, threads=2, ctx_size=256)
+    server = start_server(gguf, options)
+    try:
+        answer = _post_when_ready(f"http://127.0.0.1:{options.port}/completion",
+                                  {"prompt": "import pandas as pd\n", "n_predict": 4})
+        assert answer["tokens_predicted"] > 0
+    finally:
+        del server
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post_when_ready(url: str, body: dict) -> dict:
+    """llama.cpp answers 503 while it loads the model."""
+    import time
+
+    import httpx
+
+    for _ in range(120):
+        try:
+            reply = httpx.post(url, json=body, timeout=120)
+            if reply.status_code == 200:
+                return reply.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"no answer from {url}")
+
 
 def _last_adapter_model(checkpoint, hp, run_dir):
     """The base with the run's last adapter (from its resumable state), dropout off."""

@@ -20,6 +20,7 @@ from rich.console import Console
 from ..errors import CodecompError
 from . import builder
 from . import store as store_module
+from .finetune_gguf import adapted_weights, write_gguf
 from .recipes import available_recipes, get_recipe
 from .store import MANIFEST, Manifest, ModelDir, ModelStore, load_model_dir
 
@@ -75,9 +76,11 @@ def merge_adapter(checkpoint: Path, adapter_dir: Path):
 
 
 def export_finetuned(merged, checkpoint: Path, base: ModelDir, store: ModelStore, *, name: str,
-                     device: str, info: dict, console: Console) -> ModelDir:
-    """Save the merged model, export it with the builder's ONNX path, and rename it into the
-    cache: a half-exported model is never seen under its name."""
+                     device: str, info: dict, console: Console,
+                     adapter_dir: Path | None = None) -> ModelDir:
+    """Save the merged model, export it with the builder's ONNX path (and, from the base's GGUF,
+    a GGUF for llama.cpp), and rename it into the cache: a half-exported model is never seen
+    under its name."""
     recipe = get_recipe(base.manifest.recipe)
     precision = recipe.precision.get(device)
     if precision is None:
@@ -98,6 +101,11 @@ def export_finetuned(merged, checkpoint: Path, base: ModelDir, store: ModelStore
             builder.export_onnx(merged_dir, output, precision, device, scratch, progress)
         # The served tokenizer is the base model's, byte for byte: LoRA leaves the vocabulary.
         shutil.copy2(base.path / "tokenizer.json", output / "tokenizer.json")
+        base_gguf = base.path / store_module.GGUF
+        if adapter_dir is not None and base_gguf.is_file():
+            console.print("writing the GGUF for llama.cpp (jupyter codecomp serve)")
+            write_gguf(base_gguf, adapted_weights(merged, adapter_dir),
+                       output / store_module.GGUF)
         manifest = Manifest(
             name=name, recipe=recipe.name, device=device, precision=precision,
             prompt=base.manifest.prompt, gguf_sha256=base.manifest.gguf_sha256,

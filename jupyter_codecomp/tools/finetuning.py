@@ -9,7 +9,6 @@ product's prompt builder), the training in `models.finetune`, the export in
 from __future__ import annotations
 
 import json
-import random
 import statistics
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,14 +26,14 @@ from ..models.finetune_export import (
     merge_adapter,
 )
 from ..models.store import MANIFEST, ModelDir, ModelStore
+from .eval_stats import bootstrap_ci
 from .evaluation import collect_notebooks, evaluate
 from .training_data import Corpus, build_corpus, file_sha256
 
 RUNS = ".finetune"
-EVAL_VARIANT = "above+below"  # what the editor sends when no kernel answers
+EVAL_VARIANT = "product"  # what the editor sends (no kernel here: cells above and below)
 METRICS = {"exact": "exact match %", "similarity": "edit similarity %",
            "first_token": "first token %"}
-BOOTSTRAP_SAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def run_finetune(job: FinetuneJob, store: ModelStore, console: Console) -> Model
     merged = merge_adapter(checkpoint, result.adapter_dir)
     model = export_finetuned(merged, checkpoint, base, store, name=job.name,
                              device="cuda" if job.device == "cuda" else "cpu", info=info,
-                             console=console)
+                             console=console, adapter_dir=result.adapter_dir)
     del merged
     console.print(f"[green]✓[/] {job.name} is in the cache: {model.path}")
     if job.eval_dir:
@@ -218,22 +217,20 @@ def compare_models(base: ModelDir, tuned: ModelDir, eval_paths: list[str], job: 
 
 
 def paired_comparison(base: list[dict], tuned: list[dict], seed: int) -> dict:
-    """Mean of each metric for both, and a seeded bootstrap 95% CI of the paired difference."""
+    """Mean of each metric for both, and the eval's seeded bootstrap 95% CI of the paired
+    difference."""
     keys = [(r["notebook"], r["cell"], r["kind"], r["prefix"]) for r in base]
     if keys != [(r["notebook"], r["cell"], r["kind"], r["prefix"]) for r in tuned]:
         raise CodecompError("the two evaluations drew different tasks; cannot pair them")
-    rng = random.Random(seed)
-    n = len(base)
-    figures = {"tasks": n}
+    figures: dict = {"tasks": len(base)}
     for metric in METRICS:
-        diffs = [float(t[metric]) - float(b[metric]) for b, t in zip(base, tuned)]
-        means = sorted(statistics.fmean(rng.choices(diffs, k=n)) for _ in range(BOOTSTRAP_SAMPLES))
+        diffs = [100.0 * (float(t[metric]) - float(b[metric])) for b, t in zip(base, tuned)]
+        low, high = bootstrap_ci(diffs, seed)
         figures[metric] = {
             "base": round(100 * statistics.fmean(float(b[metric]) for b in base), 1),
             "tuned": round(100 * statistics.fmean(float(t[metric]) for t in tuned), 1),
-            "diff": round(100 * statistics.fmean(diffs), 1),
-            "ci95": [round(100 * means[int(0.025 * BOOTSTRAP_SAMPLES)], 1),
-                     round(100 * means[int(0.975 * BOOTSTRAP_SAMPLES) - 1], 1)],
+            "diff": round(statistics.fmean(diffs), 1),
+            "ci95": [round(low, 1), round(high, 1)],
         }
     return figures
 

@@ -79,13 +79,14 @@ def find_gguf(store: ModelStore, name: str) -> Path:
     """The built model's GGUF; a model built before the build kept it gets it assembled from the
     weight wheels in the cache (seconds: no conversion, no export)."""
     model = store.resolve(name, only=())
+    if model.gguf is not None:  # a fine-tuned model's export writes its own (finetune_gguf)
+        return model.gguf
     # A fine-tuned model is named apart from the recipe it started from, whose GGUF it is not.
     if getattr(model.manifest, "finetune", None) or model.manifest.name != model.manifest.recipe:
         raise CodecompError(
             f"{name} is a fine-tuned ONNX model and has no GGUF for llama.cpp",
-            fix="serve its base model, or run this one in-process (no engine_url)")
-    if model.gguf is not None:
-        return model.gguf
+            fix="fine-tune it again with this version (its export writes a GGUF), or serve its "
+                "base model")
     recipe = available_recipes().get(model.manifest.recipe)
     if recipe is None or not recipe.packages:
         raise CodecompError(f"{name} has no GGUF (its recipe {model.manifest.recipe!r} names none)",
