@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ SIGNATURES_SOURCE = Path(signatures.__file__).read_text(encoding="utf-8")
 # user's; names are read through `type`'s own slots and compared with `str.__eq__`), whose module
 # globals hold the real builtins dict and `sys`. Each probe file runs in a fresh dict with those
 # builtins; `(lambda: 0).__globals__` is the namespace being described. Nothing is left behind.
-KERNEL_EXPRESSION = (
+_TEMPLATE = (
     "(lambda T, O, E: (lambda g: (lambda B, S, G: (B['exec'](SIGNATURES, S), B['exec'](SOURCE, G),"
     " G['kernel_json']((lambda: 0).__globals__, g['sys'], S, MAX_VARS, MAX_COLUMNS, BUDGET))[2])"
     "(g['__builtins__'], {'__builtins__': g['__builtins__'], '__name__': 'codecomp_signatures'},"
@@ -47,9 +48,12 @@ KERNEL_EXPRESSION = (
     "['find_spec'].__func__.__globals__))"
     "(().__class__.__class__, ().__class__.__base__,"
     " lambda a, b: ''.__class__.__eq__(b, a) is True)"
-).replace("MAX_VARS", repr(MAX_VARIABLES)).replace("MAX_COLUMNS", repr(MAX_COLUMNS)).replace(
-    "BUDGET", repr(BUDGET_SECONDS)).replace("SIGNATURES", repr(SIGNATURES_SOURCE)).replace(
-    "SOURCE", repr(PROBE_SOURCE))  # the texts last: nothing is replaced inside them
+)
+_FILLED = {"SIGNATURES": SIGNATURES_SOURCE, "SOURCE": PROBE_SOURCE, "MAX_VARS": MAX_VARIABLES,
+           "MAX_COLUMNS": MAX_COLUMNS, "BUDGET": BUDGET_SECONDS}
+# One pass: the inserted texts are never searched again.
+KERNEL_EXPRESSION = re.sub(r"\b(?:" + "|".join(_FILLED) + r")\b",
+                           lambda match: repr(_FILLED[match.group()]), _TEMPLATE)
 
 
 class InspectorError(ValueError):
