@@ -100,7 +100,8 @@ class SharedEngine:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = Path(tempfile.mkdtemp(prefix="class-load-engine-")) / "llama.log"
         cmd = [sys.executable, "-m", "jupyter_codecomp", "serve", model, "--port", str(self.port),
-               "--parallel", str(parallel), "--threads", str(threads), "--ctx-size", str(ctx_size)]
+               "--parallel", str(parallel), "--threads", str(threads), "--ctx-size", str(ctx_size),
+               "--metrics"]
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         for _ in range(1200):
@@ -114,14 +115,14 @@ class SharedEngine:
             time.sleep(0.25)
         raise SystemExit("the engine did not start")
 
-    def tokens(self) -> tuple[int, int]:
-        """Prompt tokens evaluated and tokens generated, from llama.cpp's timing lines."""
-        text = self.log_path.read_text(errors="replace")
-        prompt = sum(int(n) for n in re.findall(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tok",
-                                                 text))
-        generated = sum(int(n) for n in re.findall(r"\|\s+eval time =\s*[\d.]+ ms /\s*(\d+) tok",
-                                                    text))
-        return prompt, generated
+    def tokens(self) -> tuple[float, float]:
+        """Prompt tokens evaluated and tokens generated so far, cancelled requests included
+        (llama.cpp's /metrics counters)."""
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics").text
+        counters = dict(line.split() for line in text.splitlines()
+                        if line and not line.startswith("#"))
+        return (float(counters["llamacpp:prompt_tokens_total"]),
+                float(counters["llamacpp:tokens_predicted_total"]))
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -218,7 +219,7 @@ async def measure(label: str, servers: list[StudentServer], engine: SharedEngine
           + f" = total {total:.0f}, per student {total / len(servers):.0f}")
     if engine:
         prompt, generated = (a - b for a, b in zip(engine.tokens(), tokens_before))
-        print(f"  engine: {prompt} prompt tokens ({prompt / elapsed:.0f}/s), {generated} "
+        print(f"  engine: {prompt:.0f} prompt tokens ({prompt / elapsed:.0f}/s), {generated:.0f} "
               f"generated ({generated / elapsed:.1f}/s) over the run")
 
 

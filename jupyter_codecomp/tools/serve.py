@@ -6,7 +6,7 @@ here), on the GGUF the model build keeps in the cache. Every student's Jupyter s
 `c.CodecompConfig.engine_url` to the URL it prints and loads no weights itself.
 
     jupyter codecomp serve [NAME] [--host 127.0.0.1] [--port 8765] [--parallel N] [--threads T]
-                           [--api-key KEY] [--ctx-size C] [--slots]
+                           [--api-key KEY] [--ctx-size C] [--slots] [--metrics]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class ServeOptions:
     api_key: str = ""
     ctx_size: int = 4096  # tokens per slot (the Jupyter server's context_length)
     slots: bool = False  # the /slots endpoint (it shows prompt sizes; tests read it)
+    metrics: bool = False  # the /metrics endpoint (token counters; the class benchmark reads it)
 
     @property
     def url(self) -> str:
@@ -124,7 +125,7 @@ def start_server(gguf: Path, options: ServeOptions):
     params.hostnames = [options.host]
     params.port = options.port
     params.endpoint_slots = options.slots
-    params.endpoint_metrics = False
+    params.endpoint_metrics = options.metrics
     if options.api_key:
         params.api_keys = [options.api_key]
     try:
@@ -157,12 +158,14 @@ class ServeApp(_Base):
                            "$CODECOMP_ENGINE_API_KEY.").tag(config=True)
     ctx_size = Int(ServeOptions.ctx_size, help="Context tokens per slot.").tag(config=True)
     slots = Bool(False, help="Expose /slots (per-slot state; tests use it).").tag(config=True)
+    metrics = Bool(False, help="Expose /metrics (Prometheus token counters).").tag(config=True)
     aliases = {
         **_Base.aliases,
         "host": "ServeApp.host", "port": "ServeApp.port", "parallel": "ServeApp.parallel",
         "api-key": "ServeApp.api_key", "ctx-size": "ServeApp.ctx_size",
     }
-    flags = {"slots": ({"ServeApp": {"slots": True}}, slots.help)}
+    flags = {"slots": ({"ServeApp": {"slots": True}}, slots.help),
+             "metrics": ({"ServeApp": {"metrics": True}}, metrics.help)}
 
     @default("api_key")
     def _default_api_key(self) -> str:
@@ -171,7 +174,7 @@ class ServeApp(_Base):
     def run(self):
         name = self._name_argument()
         options = ServeOptions(self.host, self.port, max(1, self.parallel), self.settings.threads,
-                               self.api_key, self.ctx_size, self.slots)
+                               self.api_key, self.ctx_size, self.slots, self.metrics)
         check_host(options)
         check_port(options)
         gguf = find_gguf(self.store, name)
