@@ -1,4 +1,4 @@
-"""The variables probe against the hostile-object catalogue (tests/test_hostile_objects.py), the
+"""The variables probe against the hostile-object catalogue (tests/hostile_cases.py), the
 current probe beside an earlier revision's, in one real kernel; and the cost of one read.
 
     python benchmarks/hostile_probe.py [--baseline 65187b0]
@@ -23,8 +23,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from hostile_cases import CASES, PRELUDE  # noqa: E402
 from jupyter_client.manager import start_new_kernel  # noqa: E402
-from test_hostile_objects import CASES, PRELUDE  # noqa: E402
 
 from jupyter_codecomp.kernel.variables import KERNEL_EXPRESSION  # noqa: E402
 
