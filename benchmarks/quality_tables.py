@@ -1,6 +1,6 @@
 """The tables and the chart of benchmarks/RESULTS.md's corpus section, from one eval run.
 
-    python benchmarks/quality_tables.py codecomp-eval/results.json [--chart benchmarks/confidence.png]
+    python benchmarks/quality_tables.py OUT/results.json [OUT2/results.json] [--chart PNG]
 
 The run's tasks are split in two: `tune` (the project's notebooks and pandas-exercises), on which
 the confidence statistic and the default threshold are chosen, and `confirm` (handson-ml3
@@ -24,16 +24,17 @@ SPLITS = {"tune": ("project", "pandas"), "confirm": ("handson",), "all": ("proje
 PRECISION_FLOOR = 40.0  # a student should see few wrong suggestions: at least 2 in 5 right
 
 
-def load(path: Path) -> list[Result]:
-    report = json.loads(path.read_text())
+def load(paths: list[Path]) -> list[Result]:
+    """The results of one run, or of its two ends (`--reverse`): a task both ran counts once."""
     fields = set(Task.__dataclass_fields__)
-    results = []
-    for row in report["results"]:
-        task = Task(**{k: row[k] for k in fields})
-        rest = {k: v for k, v in row.items() if k not in fields}
-        rest["logprobs"] = tuple(rest.get("logprobs", ()))
-        results.append(Result(task, **rest))
-    return results
+    results: dict[tuple, Result] = {}
+    for path in paths:
+        for row in json.loads(path.read_text())["results"]:
+            task = Task(**{k: row[k] for k in fields})
+            rest = {k: v for k, v in row.items() if k not in fields}
+            rest["logprobs"] = tuple(rest.get("logprobs", ()))
+            results.setdefault((task, rest["variant"]), Result(task, **rest))
+    return list(results.values())
 
 
 def in_split(results: list[Result], split: str) -> list[Result]:
@@ -157,7 +158,7 @@ def draw(curves: dict, statistic: str, threshold: float | None, path: Path) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+")
     parser.add_argument("--chart", type=Path)
     parser.add_argument("--variant", default="product")
     parser.add_argument("--baseline", default="naive")

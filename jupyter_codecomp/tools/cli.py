@@ -233,7 +233,10 @@ class EvalApp(_Base):
     tasks_per_notebook = Int(40, help="Tasks drawn per notebook and kind group; a path given "
                                       "as PATH:N draws N from each of its notebooks.").tag(config=True)
     cell_timeout = Int(60, help="Seconds a notebook cell may run.").tag(config=True)
-    flags = {"kernel": ({"EvalApp": {"kernel": True}}, kernel.help)}
+    reverse = Bool(False, help="Run the notebooks from the last one back (the same tasks): a "
+                               "second process on the other end of a long run.").tag(config=True)
+    flags = {"kernel": ({"EvalApp": {"kernel": True}}, kernel.help),
+             "reverse": ({"EvalApp": {"reverse": True}}, reverse.help)}
     aliases = {
         **_Base.aliases,
         "variants": "EvalApp.variants",
@@ -277,7 +280,7 @@ class EvalApp(_Base):
                               seed=self.seed, per_notebook=self.tasks_per_notebook,
                               cell_timeout=self.cell_timeout, kinds=kinds, mode=self.mode,
                               progress=progress, checkpoint=lambda partial: write_json(
-                                  partial, Path(self.out)))
+                                  partial, Path(self.out)), reverse=self.reverse)
         json_path, png_path = write_outputs(report, Path(self.out))
         print_report(report, Console(width=max(160, Console().width)), console)
         console.print(f"wrote {json_path} and {png_path}")

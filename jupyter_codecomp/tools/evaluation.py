@@ -244,9 +244,11 @@ def run_task(service, variant: Variant, task: Task, cells: list[Cell], variables
 def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list[str],
              kernel: bool, seed: int, per_notebook: int, cell_timeout: float,
              kinds: tuple[str, ...] = ("line", "mid"), mode: str = "auto",
-             progress=None, checkpoint=None) -> dict:
+             progress=None, checkpoint=None, reverse: bool = False) -> dict:
     """The report of the run; `checkpoint`, if given, receives the report so far every
-    `CHECKPOINT_TASKS` tasks (a long run stopped early still leaves its figures)."""
+    `CHECKPOINT_TASKS` tasks (a long run stopped early still leaves its figures). `reverse` runs
+    the same tasks from the last notebook back: a second process on the other end of a long run
+    (their results.json merge in `benchmarks/quality_tables.py`)."""
     started = time.perf_counter()
     parsed = [parse_variant(v, service.layout, kernel) for v in variants]
     if any("variables" in v.parts for v in parsed) and not kernel:
@@ -258,7 +260,7 @@ def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list
     results: list[Result] = []
     baseline: list[Result] = []
     finished: dict[Path, NotebookRun] = {}
-    for path, run in runs.items():
+    for path, run in (reversed(runs.items()) if reverse else runs.items()):
         nb_kernel = NotebookKernel(cell_timeout, path.parent) if kernel else None
         executed = 0
         try:
