@@ -214,3 +214,25 @@ def test_a_path_may_set_its_own_task_count(tmp_path):
     second = write_notebook(tmp_path / "two.ipynb")
     counts = notebook_counts([f"{tmp_path / 'a'}:7", str(second)], 3)
     assert counts == {first: 7, second: 3}
+
+
+def test_a_reversed_run_scores_the_same_tasks_from_the_other_end(tmp_path):
+    """Two processes on the two ends of a long run merge into the run (FakeEngine: no model)."""
+    from jupyter_codecomp.completion.fake_engine import FIM_TOKENS, FakeEngine
+    from jupyter_codecomp.completion.service import CompletionService
+    from jupyter_codecomp.models.recipes import PromptFormat
+    from jupyter_codecomp.tools.evaluation import evaluate
+
+    fmt = PromptFormat(fim=True, fim_prefix=FIM_TOKENS[0], fim_suffix=FIM_TOKENS[1],
+                       fim_middle=FIM_TOKENS[2], stop_tokens=("<|endoftext|>",))
+    service = CompletionService(FakeEngine(lambda prompt: "score >= 70\n"), fmt, "fake")
+    (tmp_path / "b").mkdir()
+    paths = [write_notebook(tmp_path / "a.ipynb"), write_notebook(tmp_path / "b" / "c.ipynb")]
+    counts = notebook_counts([str(tmp_path / "a.ipynb"), str(tmp_path / "b")], 4)
+    runs = [evaluate(service, counts, variants=["product", "naive"], kernel=False, seed=0,
+                     per_notebook=4, cell_timeout=10, reverse=reverse) for reverse in (False, True)]
+    keys = [[(r["notebook"], r["cell"], r["prefix"], r["variant"]) for r in run["results"]]
+            for run in runs]
+    assert sorted(keys[0]) == sorted(keys[1]) and keys[0] != keys[1]
+    assert keys[0][0][0] == str(paths[0]) and keys[1][0][0] == str(paths[1])
+    assert runs[0]["tasks"] == len(keys[0]) // 2
