@@ -14,10 +14,15 @@ import argparse
 import json
 from pathlib import Path
 
-from jupyter_codecomp.tools.eval_stats import (METRICS, coverage_precision, paired, split_of,
-                                               statistic_of)
-from jupyter_codecomp.tools.eval_tasks import Result, Task
 from jupyter_codecomp.completion.postprocess.confidence import STATISTICS
+from jupyter_codecomp.tools.eval_stats import (
+    METRICS,
+    coverage_precision,
+    paired,
+    split_of,
+    statistic_of,
+)
+from jupyter_codecomp.tools.eval_tasks import Result, Task
 
 SPLITS = {"tune": ("project", "pandas"), "confirm": ("handson",), "all": ("project", "pandas",
                                                                          "handson")}
@@ -62,9 +67,14 @@ def comparison_table(results: list[Result], variant: str, baseline: str) -> str:
     return "\n".join(lines)
 
 
+def _share(rs: list[Result], hit) -> str:
+    return f"{100 * sum(map(hit, rs)) / max(1, len(rs)):.1f}"
+
+
 def quality_table(results: list[Result]) -> str:
-    lines = ["| variant | split | line tasks | empty on line tasks | scaffolding | comment for code "
-             "| EM line / mid / block | first token, all |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | split | line tasks | empty on line tasks | scaffolding | a comment for a "
+             "code line | EM line / mid / block | first token, all |",
+             "|---|---|---|---|---|---|---|---|"]
     for variant in dict.fromkeys(r.variant for r in results):
         for split in SPLITS:
             rs = [r for r in in_split(results, split) if r.variant == variant]
@@ -72,13 +82,13 @@ def quality_table(results: list[Result]) -> str:
                 continue
             line = [r for r in rs if r.task.kind == "line"]
             comments = sum(r.completion.lstrip().startswith("#") for r in line)
-            em = " / ".join(
-                f"{100 * sum(r.exact for r in rs if r.task.kind == k) / max(1, sum(r.task.kind == k for r in rs)):.1f}"  # noqa: E501
-                for k in ("line", "mid", "block"))
-            lines.append(f"| {variant} | {split} | {len(line)} | "
-                         f"{sum(r.empty for r in line)} ({100 * sum(r.empty for r in line) / max(1, len(line)):.1f} %) | "  # noqa: E501
+            em = " / ".join(_share([r for r in rs if r.task.kind == k], lambda r: r.exact)
+                            for k in ("line", "mid", "block"))
+            empty = sum(r.empty for r in line)
+            lines.append(f"| {variant} | {split} | {len(line)} | {empty} "
+                         f"({_share(line, lambda r: r.empty)} %) | "
                          f"{sum(r.scaffolding for r in rs)} | {comments} | {em} | "
-                         f"{sum(METRICS['first_token'](r) for r in rs) / len(rs):.1f} |")
+                         f"{_share(rs, lambda r: r.first_token)} |")
     return "\n".join(lines)
 
 
