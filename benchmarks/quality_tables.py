@@ -16,7 +16,6 @@ from pathlib import Path
 
 from jupyter_codecomp.completion.postprocess.confidence import STATISTICS
 from jupyter_codecomp.tools.eval_stats import (
-    METRICS,
     coverage_precision,
     paired,
     split_of,
