@@ -42,7 +42,8 @@ def test_warm_generates_nothing_and_the_next_keystroke_finds_the_prompt_cached()
 
 def test_real_engine_warm_prefill_gives_the_cold_completion(service):
     """Chunked warm prefill, then a keystroke: the same text as a cold run, the prompt cached."""
-    warm_request, typed = request("result = value_3 +", "warm.ipynb"), request("result = value_3 + ")
+    warm_request = request("result = value_3 +", "warm.ipynb")
+    typed = request("result = value_3 + ")
     service.engine.reset()
     cold = service.complete(typed)
     service.engine.reset()
@@ -53,7 +54,7 @@ def test_real_engine_warm_prefill_gives_the_cold_completion(service):
     assert [c.text for c in warm.completions] == [c.text for c in cold.completions]
 
 
-def test_real_engine_prefill_stops_when_cancelled_and_keeps_what_it_filled(service):
+def test_real_engine_prefill_that_is_cancelled_raises_cancelled(service):
     service.engine.reset()
     cancel = threading.Event()
     cancel.set()

@@ -43,7 +43,10 @@ def lab_server(test_model, tmp_path_factory):
     if not chromium_available():
         pytest.skip("Debian's Chromium is missing: apt-get install -y chromium (or make chromium)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    server = start_lab(tmp_path_factory.mktemp("lab"), str(test_model.path))
+    # The 135M test model is rarely confident (df.he -> ad(10): 0.22): its ghost text shows at any
+    # confidence here; the threshold itself is tested on the scripted engine (test_typing.py).
+    server = start_lab(tmp_path_factory.mktemp("lab"), str(test_model.path),
+                       args=("--CodecompConfig.min_confidence=0",))
     try:
         server.wait_ready()
         yield server
@@ -86,10 +89,12 @@ class Console:
         return [frame for frame in self.sent if "request" in frame]
 
     def problems(self) -> list[str]:
-        """Errors and warnings that come from this extension."""
+        """Errors and warnings that come from this extension (not JupyterLab's note that a
+        plugin was slow to activate: a loaded machine, not a fault)."""
         return [
             f"{kind}: {text}" for kind, text in self.messages
             if kind in ("error", "warning", "pageerror") and re.search(r"codecomp", text, re.I)
+            and not re.search(r"took [\d.]+ ?ms to activate", text)
         ]
 
 

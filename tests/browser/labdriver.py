@@ -192,7 +192,7 @@ def write_user_settings(settings_dir: Path) -> None:
 
 
 def start_lab(tmp: Path, model: str, scripted: bool = False,
-              env: dict[str, str] | None = None) -> LabServer:
+              env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> LabServer:
     """A started `jupyter lab` in `tmp` (root, user settings and workspaces of its own).
     `scripted`: the model is the scripted engine of scripted_model.py (exact ghost text)."""
     root = tmp / "root"
@@ -206,6 +206,7 @@ def start_lab(tmp: Path, model: str, scripted: bool = False,
             f"--LabApp.user_settings_dir={settings_dir}",
             f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
             "--CodecompConfig.device=cpu",
+            *args,
         ],
         log_path=tmp / "jupyter-lab.log",
         env={**(env or {}),

@@ -16,6 +16,8 @@ PROGRAM = [
     "print(total)",
     "report = summarize(total, width=80)",
 ]
+# A line the engine is unsure of: its tokens get a low probability (confidence 0.05).
+UNSURE = "guess = maybe(alpha)"
 FIM = PromptFormat(fim=True, fim_prefix="<|fim_prefix|>", fim_suffix="<|fim_suffix|>",
                    fim_middle="<|fim_middle|>", stop_tokens=("<|endoftext|>",))
 # Seconds per prompt token of a warm prefill (the test of a slow warm sets it).
@@ -31,8 +33,11 @@ class ScriptedEngine(FakeEngine):
     def generate(self, prompt_ids, *, heal="", **options):
         self.heal = heal
         result = super().generate(prompt_ids, heal=heal, **options)
+        prompt = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+        line = prompt.split("<|fim_suffix|>")[0].rsplit("\n", 1)[-1]
+        unsure = line.startswith(UNSURE.split(" ")[0])
         for candidate in result.candidates:
-            candidate.token_logprobs = [-0.01] * len(candidate.token_ids)
+            candidate.token_logprobs = [-3.0 if unsure else -0.01] * len(candidate.token_ids)
         return result
 
 
@@ -40,6 +45,8 @@ def continue_program(engine: ScriptedEngine, prompt: str) -> str:
     lines = prompt.split("<|fim_suffix|>")[0].split("\n")
     typed = lines[-1] + engine.heal
     previous = lines[-2] if len(lines) > 1 else ""
+    if UNSURE.startswith(typed) and typed.strip():
+        return UNSURE[len(typed):] + "\n"
     for i, line in enumerate(PROGRAM):
         if line.startswith(typed) and (typed.strip() or (i and PROGRAM[i - 1] == previous)):
             return line[len(typed):] + "\n" + "\n".join(PROGRAM[i + 1:]) + "\n"

@@ -155,3 +155,18 @@ def test_a_warm_request_never_keeps_a_completion_waiting(lab_server, lab, consol
               if len(json.loads(response.request.post_data)["cells"]) == len(above) + 1]
     assert states and set(states) <= {"preempted", "replaced"}, states
     assert console.problems() == []
+
+
+def test_ghost_text_only_at_or_above_min_confidence(lab_server, lab, console, user_settings):
+    ready_to_type(lab_server, lab)
+    lab.page.keyboard.type("guess = ", delay=30)  # the engine answers, but is unsure (0.05)
+    lab.page.wait_for_timeout(1500)
+    assert lab.ghost_text() == "" and console.requests()
+    # A sure suggestion in the same page shows (the threshold is the server's 0.3).
+    lab.page.keyboard.press("Control+a")
+    lab.page.keyboard.press("Delete")
+    assert type_and_wait(lab, "total = ") == "compute(alpha, beta)"
+    # With the user's threshold at 0, the unsure one shows too (pages read settings on load).
+    user_settings(minConfidence=0)
+    ready_to_type(lab_server, lab)
+    assert type_and_wait(lab, "guess = ") == "maybe(alpha)"
