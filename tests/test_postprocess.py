@@ -50,6 +50,11 @@ CASES = [
     ("x = 1\n# plot the ", "", "line", "mean\nplt.plot(x)", "mean", True),  # a comment line
     ("def f():\n", "", "block", "    # the sum\n    return 1\n\nf()", "    # the sum\n    return 1",
      True),
+    ("for x in xs:\n    ", "", "line", "# one step\n    y = f(x)\n", "y = f(x)", True),
+    # Inside a string the cell opened before the cursor, the line ends at the newline.
+    ('text = """The river rose\nand the road', "", "line", " was gone.\n\n# %% [markdown]",
+     " was gone.", True),
+    ('text = """The river rose\nand the road', "", "line", " was gone", " was gone", False),
     # Scaffolding of the prompt is never returned.
     ("", "", "line", "# Variables in the running kernel:\n# df: DataFrame", "", True),
     ("x = 1\n", "", "line", "# note\n# %%\ny = 2", "", True),

@@ -59,9 +59,12 @@ def closes_supplied_bracket(t: Trimmer, p: Position) -> int | None:
 
 
 def line_end(t: Trimmer, p: Position) -> int | None:
-    """Line mode: a newline outside brackets the completion opened (mid-line: any newline) ends
-    it, once there is content (or the cursor's line has some)."""
-    if t.mode != "line" or p.text[p.i] != "\n" or p.state.quote:
+    """Line mode: a newline outside brackets and strings the completion opened (mid-line: any
+    newline) ends it, once there is content (or the cursor's line has some). Inside a string the
+    cell opened before the cursor (prose in a docstring) a newline ends the line too."""
+    if t.mode != "line" or p.text[p.i] != "\n":
+        return None
+    if p.state.quote and p.state.quote != t.start.quote:
         return None
     has_content = p.text[:p.i].strip() or t.prefix_line.strip()
     if (t.mid_line or not p.opened) and has_content:
@@ -141,10 +144,13 @@ def drop_comment_lines(t: Trimmer, text: str) -> str:
     stays, for `leaves_code` to end the completion there."""
     if t.mode != "line" or t.start.quote:
         return text
+    dropped = False
     while text.lstrip(" \t").startswith("#") and not SCAFFOLDING.match(text):
         if "\n" not in text:
             return ""  # a comment still being written: nothing yet
-        text = text.split("\n", 1)[1].lstrip("\n")
+        text, dropped = text.split("\n", 1)[1].lstrip("\n"), True
+    if dropped and t.prefix_line and text.startswith(t.prefix_line):
+        text = text[len(t.prefix_line):]  # the cursor is after the indentation already
     return text
 
 

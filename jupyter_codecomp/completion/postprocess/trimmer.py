@@ -66,7 +66,8 @@ class Trimmer:
             i = min(state.feed(text, i), len(text))  # an escape may step past the end
             if text[i - 1] == "\n":
                 line_start = i
-            if not state.quote and len(state.stack) <= depth0:
+            in_prose = len(state.quote) == 3 and state.quote == self.start.quote
+            if (not state.quote or in_prose) and len(state.stack) <= depth0:
                 safe = i
         if safe == len(text):
             return Trimmed(text.rstrip(), False)
