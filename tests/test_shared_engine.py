@@ -177,7 +177,12 @@ async def test_streamed_completion_stops_at_the_end_of_the_line(jp_fetch, jp_ws_
 
 async def test_alternatives_branch_on_the_first_token(jp_fetch, engine):
     await wait_ready(jp_fetch)
-    reply = await post(jp_fetch, {"prefix": "import numpy as np\nx = np.", "n": 3})
+    body = {"prefix": "import numpy as np\nx = np.", "n": 3}
+    reply = await post(jp_fetch, body)
+    local = json.loads((await jp_fetch("codecomp", "context", method="POST",
+                                       body=json.dumps(body))).body)
+    # The engine counted exactly the prompt this server builds (the token ids are sent as such).
+    assert reply["context"]["prompt_tokens"] == local["prompt_tokens"]
     texts = [c["text"] for c in reply["completions"]]
     assert len(texts) >= 2 and len(set(texts)) == len(texts)
     assert all(not t.startswith(" ") for t in texts)  # healed: the '.' was regenerated

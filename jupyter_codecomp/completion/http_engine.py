@@ -269,6 +269,7 @@ class _Generation:
         self.started = time.perf_counter()
         self.timings: dict[str, float] = {}
         self.cached: int | None = None
+        self.counted: int | None = None  # the prompt tokens the engine says it received
 
     def _ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -280,7 +281,8 @@ class _Generation:
             candidates.append(await self._continue(start, self.streamer if rank == 0 else None))
         self.timings["decode"] = self._ms() - self.timings.get("prefill", 0.0)
         self.timings["total"] = self._ms()
-        return GenerationResult(candidates, len(self.prompt_ids), self.cached or 0, self.timings)
+        prompt_tokens = self.counted if self.counted is not None else len(self.prompt_ids)
+        return GenerationResult(candidates, prompt_tokens, self.cached or 0, self.timings)
 
     async def _first_tokens(self) -> list[list[tuple[int, float]]]:
         """The alternatives' first tokens, best first, each reproducing the held-back text (a
@@ -288,7 +290,7 @@ class _Generation:
         top = HEAL_CANDIDATES if self.heal else self.n
         reply = await self.engine.post(self.engine.body(self.prompt_ids, 1, logprobs=top))
         self.timings["prefill"] = self._ms()
-        self.cached = reply.cached_tokens
+        self.cached, self.counted = reply.cached_tokens, reply.prompt_tokens
         ranked = reply.top_first or reply.tokens
         starts = []
         for token, logprob in ranked:
