@@ -224,33 +224,40 @@ def run(args) -> dict:
         result.update(model=status.get("model"), device=status.get("device"))
         with sync_playwright() as playwright:
             browser = launch_browser(playwright)
-            fixed = typing_page(browser, server, "fixed", {"adaptiveDebounce": False,
-                                                             "debounceMs": 250})
-            adaptive = typing_page(browser, server, "adaptive", {})
-            b_fixed, b_adaptive, c_next = [], [], []
-            for trial in range(args.warmup + args.trials):
-                line = LINES[trial % len(LINES)].format(i=trial)
-                pair = (keystroke(fixed, line, args), keystroke(adaptive, line, args))
-                nxt = next_after_accept(adaptive, LINES[trial % len(LINES)].format(i=f"n{trial}"),
-                                        args)
-                if trial >= args.warmup:
-                    b_fixed.append(pair[0])
-                    b_adaptive.append(pair[1])
-                    c_next.append(nxt)
-            result["server_replies"] = adaptive.page.evaluate("() => window.__ccReplies")
-            fixed.page.context.close()
-            adaptive.page.context.close()
-            server.shutdown_kernels()
+            if "b" in args.scenarios or "c" in args.scenarios:
+                result.update(typing_scenarios(browser, server, args))
             a_warm, a_cold = [], []
-            for trial in range(args.trials):
+            for trial in range(args.trials if "a" in args.scenarios else 0):
                 a_warm.append(cold_open(browser, server, trial, True, args))
                 a_cold.append(cold_open(browser, server, trial, False, args))
             browser.close()
     finally:
         server.stop()
-    result.update(a_warm=a_warm, a_cold=a_cold, b_adaptive=b_adaptive, b_fixed=b_fixed,
-                  c_next=c_next)
+    result.update(a_warm=a_warm, a_cold=a_cold)
     return result
+
+
+def typing_scenarios(browser, server, args) -> dict:
+    """(b) and (c), on two pages: a fixed and an adaptive debounce."""
+    fixed = typing_page(browser, server, "fixed", {"adaptiveDebounce": False,
+                                                     "debounceMs": 250})
+    adaptive = typing_page(browser, server, "adaptive", {})
+    b_fixed, b_adaptive, c_next = [], [], []
+    for trial in range(args.warmup + args.trials):
+        line = LINES[trial % len(LINES)].format(i=trial)
+        pair = (keystroke(fixed, line, args), keystroke(adaptive, line, args))
+        nxt = next_after_accept(adaptive, LINES[trial % len(LINES)].format(i=f"n{trial}"),
+                                args)
+        if trial >= args.warmup:
+            b_fixed.append(pair[0])
+            b_adaptive.append(pair[1])
+            c_next.append(nxt)
+    replies = adaptive.page.evaluate("() => window.__ccReplies")
+    fixed.page.context.close()
+    adaptive.page.context.close()
+    server.shutdown_kernels()
+    return {"server_replies": replies, "b_adaptive": b_adaptive, "b_fixed": b_fixed,
+            "c_next": c_next}
 
 
 def report(result: dict) -> None:
@@ -263,15 +270,15 @@ def report(result: dict) -> None:
     print(summary("warm off (before)", ok(result["a_cold"])))
     print(paired("warm on - off", result["a_warm"], result["a_cold"]))
     print("(b) warm keystroke -> first ghost text (line typed at 60 ms/key)")
-    print(summary("adaptive debounce", ok(result["b_adaptive"])))
-    print(summary("fixed 250 ms debounce (before)", ok(result["b_fixed"])))
-    print(paired("adaptive - fixed", result["b_adaptive"], result["b_fixed"]))
+    print(summary("adaptive debounce", ok(result.get("b_adaptive", []))))
+    print(summary("fixed 250 ms debounce (before)", ok(result.get("b_fixed", []))))
+    print(paired("adaptive - fixed", result.get("b_adaptive", []), result.get("b_fixed", [])))
     print("(c) Tab accepts a line -> the next line's ghost text")
-    print(summary("next suggestion on accept", ok(result["c_next"])))
+    print(summary("next suggestion on accept", ok(result.get("c_next", []))))
     replies = result.get("server_replies") or []
     totals = [r["timings_ms"]["total"] for r in replies if r.get("timings_ms")]
     print(summary("server: total per completion", totals))
-    misses = {k: sum(v is None for v in result[k]) for k in
+    misses = {k: sum(v is None for v in result.get(k, [])) for k in
               ("a_warm", "a_cold", "b_adaptive", "b_fixed", "c_next")}
     print(f"  trials without ghost text: {misses}")
 
@@ -284,6 +291,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--key-interval-ms", type=int, default=60)
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--scenarios", default="abc", help="which of a, b, c to run")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
