@@ -291,9 +291,10 @@ class ServiceLoader:
         started = time.perf_counter()
         try:
             store = ModelStore(self.settings.cache_dir)
+            only = PROMPT_FILES if self.settings.engine_url else None
             model = store.resolve(self.settings.model, device=_device_hint(self.settings.device),
-                                  only=PROMPT_FILES if self.settings.engine_url else None)
-            verify_checksums(model)
+                                  only=only)
+            verify_checksums(model, only)
             self.service = CompletionService.load(model, self.settings)
             self.state = "ready"
             self.load_seconds = round(time.perf_counter() - started, 2)
