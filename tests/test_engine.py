@@ -5,13 +5,14 @@ from dataclasses import replace
 
 import pytest
 
-from jupyter_codecomp.completion.onnx_engine import OnnxEngine
-from jupyter_codecomp.errors import Cancelled
-from jupyter_codecomp.completion.protocol import Cell, CompletionRequest
 from jupyter_codecomp.completion.context import cells_below_shown
+from jupyter_codecomp.completion.onnx_engine import OnnxEngine
+from jupyter_codecomp.completion.protocol import Cell, CompletionRequest
 from jupyter_codecomp.completion.stopping import MaxNewTokens, StopTokens
+from jupyter_codecomp.errors import Cancelled
 
-PROMPT = "import numpy as np\nimport pandas as pd\n\ndef mean(values):\n    return sum(values) / len(values)\n\nprint("
+PROMPT = ("import numpy as np\nimport pandas as pd\n\ndef mean(values):\n"
+          "    return sum(values) / len(values)\n\nprint(")
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,8 @@ def test_the_service_prompt_leaves_the_cells_below_out_of_an_empty_line(service)
 def test_typing_one_more_character_reuses_the_prompt(service):
     cells = tuple(Cell("code", f"value_{i} = {i} * 2") for i in range(20))
     service.complete(CompletionRequest(prefix="total = value_1", cells=cells, max_new_tokens=4))
-    reply = service.complete(CompletionRequest(prefix="total = value_1 ", cells=cells, max_new_tokens=4))
+    reply = service.complete(CompletionRequest(prefix="total = value_1 ", cells=cells,
+                                               max_new_tokens=4))
     assert reply.context.cached_tokens >= reply.context.prompt_tokens - 4
 
 
