@@ -25,7 +25,8 @@ from jupyter_codecomp.tools.eval_tasks import Result, Task
 
 SPLITS = {"tune": ("project", "pandas"), "confirm": ("handson",), "all": ("project", "pandas",
                                                                          "handson")}
-PRECISION_FLOOR = 40.0  # a student should see few wrong suggestions: at least 2 in 5 right
+PRECISION_FLOOR = 40.0  # the issue's targets: at least 2 in 5 suggestions shown are right,
+COVERAGE_FLOOR = 30.0  # shown on at least 3 tasks in 10
 
 
 def load(paths: list[Path]) -> list[Result]:
@@ -103,9 +104,11 @@ def average_precision(results: list[Result], variant: str, statistic: str) -> fl
 
 
 def choose_threshold(curve: list[dict]) -> dict | None:
-    """The lowest threshold whose precision reaches the floor: as many right suggestions kept as
-    the floor allows."""
-    return next((p for p in curve if p["precision"] >= PRECISION_FLOOR and p["shown"]), None)
+    """The most selective threshold that still meets the targets (coverage and precision
+    floors): a student sees as few wrong suggestions as the coverage floor allows."""
+    meets = [p for p in curve if p["coverage"] >= COVERAGE_FLOOR
+             and p["precision"] >= PRECISION_FLOOR]
+    return meets[-1] if meets else None
 
 
 def confidence_section(results: list[Result], variant: str, chart: Path | None) -> str:
@@ -119,8 +122,6 @@ def confidence_section(results: list[Result], variant: str, chart: Path | None) 
     curves = {split: coverage_precision(rs, variant, chosen)
               for split, rs in (("tune", tune), ("confirm", confirm), ("all", results))}
     for k, point in enumerate(curves["tune"]):
-        if k % 2:
-            continue
         cells = [f"{c[k]['coverage']} / {c[k]['precision']}" for c in curves.values()]
         out.append(f"| {point['threshold']:.2f} | " + " | ".join(cells) + " |")
     pick = choose_threshold(curves["tune"])
@@ -129,11 +130,15 @@ def confidence_section(results: list[Result], variant: str, chart: Path | None) 
         right = [c[k]["shown"] * c[k]["precision"] / 100 for c in (curves["confirm"],)]
         all_right = sum(r.exact for r in confirm if r.variant == variant
                         and r.task.kind in ("line", "mid") and not r.empty)
-        out.append(f"\nchosen threshold (tune split, lowest with precision >= "
-                   f"{PRECISION_FLOOR:.0f} %): {pick['threshold']:.2f}; on the confirm split: "
+        out.append(f"\nchosen threshold (tune split, the highest with coverage >= "
+                   f"{COVERAGE_FLOOR:.0f} % and precision >= {PRECISION_FLOOR:.0f} %): "
+                   f"{pick['threshold']:.2f} (tune: "
+                   f"coverage {pick['coverage']} %, precision {pick['precision']} %); on the "
+                   f"confirm split: "
                    f"coverage {curves['confirm'][k]['coverage']} %, precision "
                    f"{curves['confirm'][k]['precision']} %, right suggestions kept "
-                   f"{right[0]:.0f} of {all_right}")
+                   f"{right[0]:.0f} of {all_right}; all: coverage {curves['all'][k]['coverage']} "
+                   f"%, precision {curves['all'][k]['precision']} %")
     if chart:
         draw(curves, chosen, pick["threshold"] if pick else None, chart)
     return "\n".join(out)

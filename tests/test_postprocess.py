@@ -119,7 +119,8 @@ def test_kept_logprobs_cover_the_kept_text_and_the_token_after_it():
     # The comment line was dropped: its tokens do not count; the newline after `y = 2` does.
     kept = kept_logprobs(raw, "y = 2", list(range(8)), logprobs, decode)
     assert kept == [-0.1, -0.2, -0.3, -0.4]
-    assert confidence(kept) == pytest.approx(math.exp(-0.25), abs=1e-4)
+    assert confidence(kept) == pytest.approx(math.exp(-1.0), abs=1e-4)  # joint: the whole text
+    assert confidence(kept, "mean") == pytest.approx(math.exp(-0.25), abs=1e-4)
     assert confidence([]) == 0.0 and kept_logprobs(raw, "", list(range(8)), logprobs, decode) == []
     assert confidence([-50.0]) == 0.0 and confidence([0.0]) == 1.0  # rounded to 4 places
 

@@ -24,7 +24,7 @@ class ServiceSettings:
     speculative: bool = True  # a pairing model's drafter drafts (False: the verifier alone)
     # Ghost text is shown at or above this completion confidence (the frontend's minConfidence
     # default, read from /codecomp/status `min_confidence`); chosen on the corpus, RESULTS.md.
-    min_confidence: float = 0.3
+    min_confidence: float = 0.2
     # A shared OpenAI-compatible engine (vLLM, `jupyter codecomp serve`); "" runs the model
     # in-process. `model` still names the recipe whose tokenizer and prompt format build the prompt.
     engine_url: str = ""  # the base URL, e.g. http://gpu-node:8000/v1
