@@ -168,3 +168,14 @@ def test_an_alternative_replaces_a_first_one_cut_to_nothing():
     # Nothing usable anywhere: an empty suggestion, not an error.
     engine = _Alternatives(["print(a)\n", "# %%\n"])
     assert [c.text for c in _service(engine).complete(request).completions] == [""]
+
+
+def test_the_status_carries_the_default_confidence_threshold():
+    """The frontend's minConfidence default is the server's, from one place."""
+    from jupyter_codecomp.completion.service import ServiceLoader
+    from jupyter_codecomp.completion.settings import ServiceSettings
+
+    engine = _Alternatives(["b = 2\n"])
+    settings = ServiceSettings(min_confidence=0.35)
+    assert ServiceLoader.serving(_service(engine), settings).status()["min_confidence"] == 0.35
+    assert 0.0 < ServiceSettings().min_confidence < 1.0
