@@ -29,7 +29,12 @@ from rich.console import Console  # noqa: E402
 
 from jupyter_codecomp.models.finetune import Hyperparameters  # noqa: E402
 from jupyter_codecomp.models.store import ModelStore  # noqa: E402
-from jupyter_codecomp.tools.finetuning import FinetuneJob, compare_models, run_finetune  # noqa: E402
+from jupyter_codecomp.tools.finetuning import (  # noqa: E402
+    FinetuneJob,
+    compare_models,
+    export_stopped_run,
+    run_finetune,
+)
 
 CORPUS = Path("/work/shared/corpora/handson-ml3")
 EVAL_CHAPTERS = ("13", "14", "15", "16")
@@ -52,6 +57,10 @@ def main() -> None:
     parser.add_argument("--general-tasks", type=int, default=12, help="tasks per general notebook")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--skip-training", action="store_true", help="compare an existing --name")
+    parser.add_argument("--export-stopped", action="store_true",
+                        help="export the best adapter of a run stopped with Ctrl+C, then compare")
+    parser.add_argument("--last", action="store_true",
+                        help="with --export-stopped: the last step's adapter, not the best")
     parser.add_argument("--out", type=Path, default=Path("/tmp/finetune-benchmark.json"))
     args = parser.parse_args()
 
@@ -69,6 +78,8 @@ def main() -> None:
     started = time.monotonic()
     if args.skip_training:
         tuned = store.resolve(args.name)
+    elif args.export_stopped:
+        tuned = export_stopped_run(job, store, console, last=args.last)
     else:
         tuned = run_finetune(job, store, console)
     train_wall = time.monotonic() - started

@@ -278,7 +278,9 @@ class LoraTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         payload = {**state, "adapter": get_peft_model_state_dict(model), "data_key": key,
                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "hyperparameters": _resumable(self.hp)}
+                   "hyperparameters": _resumable(self.hp),
+                   # The adapters' dropout draws from it: a resumed run draws the same masks.
+                   "rng": torch.get_rng_state()}
         partial = self.run_dir / (STATE + ".partial")
         torch.save(payload, partial)
         partial.replace(self.run_dir / STATE)  # a Ctrl+C mid-write never leaves half a state
@@ -299,6 +301,7 @@ class LoraTrainer:
         set_peft_model_state_dict(model, payload.pop("adapter"))
         optimizer.load_state_dict(payload.pop("optimizer"))
         scheduler.load_state_dict(payload.pop("scheduler"))
+        torch.set_rng_state(payload.pop("rng").cpu())
         self.console.print(f"resuming at step {payload['step']} (best validation loss "
                            f"{payload['best_val_loss']:.4f} at step {payload['best_step']})")
         return payload

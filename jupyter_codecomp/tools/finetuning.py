@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..completion.settings import ServiceSettings
 from ..errors import CodecompError
-from ..models.finetune import Hyperparameters, LoraTrainer, TrainingResult
+from ..models.finetune import BEST, Hyperparameters, LoraTrainer, TrainingResult
 from ..models.finetune_export import (
     base_checkpoint,
     check_new_name,
@@ -28,7 +28,7 @@ from ..models.finetune_export import (
 from ..models.store import MANIFEST, ModelDir, ModelStore
 from .eval_stats import bootstrap_ci
 from .evaluation import collect_notebooks, evaluate
-from .training_data import Corpus, build_corpus, file_sha256
+from .training_data import Corpus, build_corpus, file_sha256, split_notebooks
 
 RUNS = ".finetune"
 EVAL_VARIANT = "product"  # what the editor sends (no kernel here: cells above and below)
@@ -68,8 +68,12 @@ def run_finetune(job: FinetuneJob, store: ModelStore, console: Console) -> Model
 
     tokenizer = Tokenizer.from_file(str(base.path / "tokenizer.json"))
     fmt = base.manifest.prompt
+    # A run bounded by --max-steps sees at most this many examples (a batch of 512 tokens holds
+    # at most 16 of 32 tokens or more): cut a seeded sample of them, not the whole corpus.
+    limit = job.hp.max_steps * max(1, job.hp.batch_tokens // 32)
     corpus = build_corpus(notebooks, tokenizer, fmt, seed=job.hp.seed,
-                          max_tokens=job.hp.batch_tokens)
+                          max_tokens=job.hp.batch_tokens, limit=limit,
+                          validation_limit=job.hp.validation_examples if limit else 0)
     console.print(corpus.describe())
     checkpoint = base_checkpoint(base, store, console)
     end = fmt.stop_tokens[0] if fmt.stop_tokens else None
@@ -96,6 +100,43 @@ def run_finetune(job: FinetuneJob, store: ModelStore, console: Console) -> Model
         info["eval"] = compare_models(base, model, [job.eval_dir], job, console)
         write_manifest_info(model, info)
     return model
+
+
+def export_stopped_run(job: FinetuneJob, store: ModelStore, console: Console,
+                       last: bool = False) -> ModelDir:
+    """Export the best adapter of a run stopped with Ctrl+C (or, with `last`, the adapter of its
+    last step), from its saved state: no examples are cut again."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    from ..models.finetune import STATE, add_adapters, load_base
+
+    base = store.resolve(job.base)
+    check_new_name(job.name, store, replace=True)
+    run_dir = store.cache_dir / RUNS / job.name
+    if not (run_dir / STATE).is_file():
+        raise CodecompError(f"no stopped run named {job.name} in {run_dir.parent}")
+    state = torch.load(run_dir / STATE, weights_only=False, map_location="cpu")
+    train_nbs, val_nbs = split_notebooks(collect_notebooks(job.notebooks), job.hp.seed)
+    data = [{"path": str(p.resolve()), "sha256": file_sha256(p), "split": split}
+            for split, paths in (("train", train_nbs), ("validation", val_nbs)) for p in paths]
+    info = {"base": base.manifest.name, "data": data, "hyperparameters": asdict(job.hp),
+            "device": job.device, "steps": state["step"], "best_step": state["best_step"],
+            "stopped": "interrupted", "val_loss_before": state["initial_val_loss"],
+            "val_loss": state["best_val_loss"], "val_history": state["history"],
+            "train_losses": state["train_losses"], "search": []}
+    checkpoint = base_checkpoint(base, store, console)
+    adapter_dir = run_dir / BEST
+    if last:
+        adapter_dir = run_dir / "last"
+        model = add_adapters(load_base(checkpoint, "cpu"), job.hp)
+        set_peft_model_state_dict(model, state["adapter"])
+        model.save_pretrained(adapter_dir)
+        del model
+        info.update(stopped=f"interrupted; the adapter of step {state['step']} (unvalidated)")
+    merged = merge_adapter(checkpoint, adapter_dir)
+    return export_finetuned(merged, checkpoint, base, store, name=job.name, device=job.device,
+                            info=info, console=console, adapter_dir=adapter_dir)
 
 
 def _check_held_out(training: list[Path], evaluation: list[Path]) -> None:

@@ -111,13 +111,16 @@ def split_notebooks(notebooks: list[Path], seed: int) -> tuple[list[Path], list[
 
 
 def build_corpus(notebooks: list[Path], tokenizer, fmt: PromptFormat, *, seed: int,
-                 max_tokens: int) -> Corpus:
+                 max_tokens: int, limit: int = 0, validation_limit: int = 0) -> Corpus:
+    """Every example, or a seeded sample of `limit` training and `validation_limit` validation
+    examples drawn across all tasks (a run bounded by --max-steps sees only so many; cutting
+    all 15k examples of handson-ml3 costs about 50 s of CPU)."""
     cutter = ExampleCutter(tokenizer, fmt, max_tokens=max_tokens)
     train_nbs, val_nbs = split_notebooks(notebooks, seed)
     counts: Counter = Counter()
     seen: set[str] = set()
-    train = _examples(train_nbs, cutter, seed, counts, seen)
-    validation = _examples(val_nbs, cutter, seed + 1, counts, seen)
+    train = _examples(train_nbs, cutter, seed, counts, seen, limit)
+    validation = _examples(val_nbs, cutter, seed + 1, counts, seen, validation_limit)
     if not train or not validation:
         side = "training" if not train else "validation"
         raise CodecompError(
@@ -130,30 +133,35 @@ def build_corpus(notebooks: list[Path], tokenizer, fmt: PromptFormat, *, seed: i
 
 
 def _examples(notebooks: list[Path], cutter: ExampleCutter, seed: int, counts: Counter,
-              seen: set[str]) -> list[TrainingExample]:
+              seen: set[str], limit: int = 0) -> list[TrainingExample]:
     rng = random.Random(seed)
-    examples = []
+    examples: list[TrainingExample] = []
+    tasks = []
     for path in notebooks:
         try:
             cells = notebook_cells(path)
         except Exception as exc:  # nbformat raises several types for a file that is not a notebook
             raise CodecompError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
-        tasks = make_tasks(path, cells, rng, ALL_TASKS) + make_block_tasks(path, cells, rng,
-                                                                          ALL_TASKS)
-        for task in tasks:
-            example = cutter.cut(task, cells, plain=rng.random() > FIM_RATE)
-            if example is None:
-                counts["too_long"] += 1
-                continue
-            # Identical examples (the same import line under the same cells) count once, and a
-            # validation example never repeats a training one.
-            key = hashlib.sha1(repr((example.prompt, example.target)).encode()).hexdigest()
-            if key in seen:
-                counts["duplicates"] += 1
-                continue
-            seen.add(key)
-            counts[example.kind] += 1
-            examples.append(example)
+        tasks += [(t, cells) for t in make_tasks(path, cells, rng, ALL_TASKS)
+                  + make_block_tasks(path, cells, rng, ALL_TASKS)]
+    if limit:
+        rng.shuffle(tasks)
+    for task, cells in tasks:
+        if limit and len(examples) >= limit:
+            break
+        example = cutter.cut(task, cells, plain=rng.random() > FIM_RATE)
+        if example is None:
+            counts["too_long"] += 1
+            continue
+        # Identical examples (the same import line under the same cells) count once, and a
+        # validation example never repeats a training one.
+        key = hashlib.sha1(repr((example.prompt, example.target)).encode()).hexdigest()
+        if key in seen:
+            counts["duplicates"] += 1
+            continue
+        seen.add(key)
+        counts[example.kind] += 1
+        examples.append(example)
     return examples
 
 
