@@ -151,3 +151,28 @@ def test_each_notebook_keeps_its_own_kv_cache(test_model):
     assert again.cached_tokens == len(a) - 2  # b's request did not evict a's prefix
     engine.generate(c, criteria=[MaxNewTokens(2)], cache_key="c.ipynb")  # evicts b (LRU)
     assert engine.generate(b, criteria=[MaxNewTokens(2)], cache_key="b.ipynb").cached_tokens == 0
+
+
+def test_a_long_prompt_goes_in_chunks_with_the_same_logits_and_stops_between_them(engine):
+    """GenAI holds the GIL through one append: a prompt in chunks lets the server's event loop
+    run between them, and a superseded request stops there, keeping what it filled."""
+    from jupyter_codecomp.completion.kv_cache import PREFILL_CHUNK_TOKENS, KVCache
+
+    ids = engine.encode(PROMPT * 12)
+    assert len(ids) > 2 * PREFILL_CHUNK_TOKENS
+    whole = KVCache(engine._og, engine.model, 4096)
+    whole.restart()
+    whole.append(ids)
+    chunks: list[int] = []
+    chunked = KVCache(engine._og, engine.model, 4096)
+    chunked.sync(ids, between_chunks=lambda: chunks.append(len(chunked.sequence)))
+    assert chunks[:2] == [PREFILL_CHUNK_TOKENS, 2 * PREFILL_CHUNK_TOKENS]
+    assert (chunked.logits() == whole.logits()).all()
+
+    def supersede():
+        raise Cancelled()
+
+    stopped = KVCache(engine._og, engine.model, 4096)
+    with pytest.raises(Cancelled):
+        stopped.sync(ids, between_chunks=supersede)
+    assert stopped.sequence == ids[:PREFILL_CHUNK_TOKENS]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import Cancelled, ModelNotReady
 from .engine import Candidate, GenerationResult, Streamer
-from .kv_cache import MIN_PREFILL_TOKENS, KVCache, KVSlots, Slot, common_prefix
+from .kv_cache import MIN_PREFILL_TOKENS, KVCache, KVSlots, Slot
 from .speculative import (
     MAX_DRAFT,
     PROMPT_LOOKUP,
@@ -44,10 +44,10 @@ from .vocabulary import Vocabulary, log_softmax_at
 
 log = logging.getLogger(__name__)
 
-# A warm prefill goes in chunks of this many tokens and checks for a completion between them:
-# about 0.3 s each on two CPU cores (a completion waits at most that long behind a warm).
-PREFILL_CHUNK_TOKENS = 64
-GIL_YIELD_S = 0.005  # after each warm chunk: the event loop's turn (see _fill)
+# Between two prefill chunks (kv_cache.PREFILL_CHUNK_TOKENS): the server's event loop gets the
+# GIL, so it answers other requests, and a superseding keystroke or a completion that pre-empts
+# a warm request stops this one there.
+GIL_YIELD_S = 0.005
 
 
 @dataclass
@@ -65,6 +65,10 @@ class _Run:
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
+
+    def between_chunks(self) -> None:
+        time.sleep(GIL_YIELD_S)
+        self.check_cancel()
 
 
 @dataclass
@@ -211,7 +215,7 @@ class OnnxEngine:
 
     def _generate(self, run: _Run, n: int, streamer: Streamer | None) -> GenerationResult:
         kv = run.slot.target
-        cached = kv.sync(run.prompt_ids)
+        cached = kv.sync(run.prompt_ids, between_chunks=run.between_chunks)
         if self.drafter is not None:
             self.drafter.prefill(run.prompt_ids, run.slot)
         prefilled = time.perf_counter()
@@ -294,45 +298,24 @@ class OnnxEngine:
         completion that follows feeds at least two rows (see `KVCache.sync`), and goes in chunks
         that check `cancel`: a completion waits for at most one chunk, and what was filled stays.
         Returns the tokens cached."""
+        head = prompt_ids[:-MIN_PREFILL_TOKENS]
         with self._lock:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            slot = self._slots.get(cache_key)
+            run = _Run(self._slots.get(cache_key), head, [], "", cancel)
+            run.check_cancel()
+            if len(head) < MIN_PREFILL_TOKENS:
+                return 0
             try:
-                done = _fill(slot.target, prompt_ids, cancel)
-                if slot.draft is not None:
-                    _fill(slot.draft, prompt_ids, cancel)
+                for kv in (run.slot.target, run.slot.draft):
+                    if kv is not None:
+                        kv.sync(head, between_chunks=run.between_chunks)
             except Cancelled:
                 raise
             except BaseException:
                 self._slots.drop(cache_key)
                 raise
-            return done
+            return len(run.slot.target.sequence)
 
     def reset(self) -> None:
         """Forget every KV cache (tests use it to compare cold and warm runs)."""
         with self._lock:
             self._slots.clear()
-
-
-def _fill(kv: KVCache, prompt_ids: list[int], cancel: threading.Event | None) -> int:
-    """Bring `kv` to all but the last `MIN_PREFILL_TOKENS` of `prompt_ids`, chunk by chunk."""
-    end = len(prompt_ids) - MIN_PREFILL_TOKENS
-    done = min(common_prefix(kv.sequence, prompt_ids), end)
-    if kv.generator is None or done <= 0:
-        kv.restart()
-        done = 0
-    else:
-        kv.rewind(done)
-    while end - done >= MIN_PREFILL_TOKENS:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        step = min(end, done + PREFILL_CHUNK_TOKENS)
-        step = end if end - step < MIN_PREFILL_TOKENS else step
-        kv.append(prompt_ids[done:step])
-        done = step
-        # GenAI's append_tokens holds the GIL for the whole call (measured: a thread that ticks
-        # every 10 ms got no tick for 10.6 s of a 700-token prefill): between chunks the
-        # server's event loop gets the GIL, so a completion can arrive and pre-empt this warm.
-        time.sleep(GIL_YIELD_S)
-    return done
