@@ -24,6 +24,8 @@ MAX_OUTPUT_CHARS = 2_000
 MAX_NEW_TOKENS = 512  # the ceiling of any configuration; the server's own limit may be lower
 MAX_ALTERNATIVES = 5
 MAX_ID_CHARS = 256  # WebSocket request ids and keys
+# In the API contract, checked, and not kept: the prompt is Python's whatever a client sends.
+ACCEPTED_UNUSED = ("language",)
 SHOWN_NAME_CHARS = 40  # an unknown field name quoted in an error message is cut to this
 
 # A lone UTF-16 surrogate (JSON allows "\ud800") cannot be encoded as UTF-8: the tokenizer and
@@ -55,7 +57,6 @@ class CompletionRequest:
     cells_below: tuple[Cell, ...] = ()
     kernel_id: str | None = None
     path: str | None = None
-    language: str = "python"
     max_new_tokens: int | None = None
     n: int = 1
     mode: Mode = "auto"
@@ -67,9 +68,11 @@ class CompletionRequest:
         `where` names the body in messages ("request" inside a WebSocket message)."""
         if not isinstance(body, dict):
             raise RequestError(where, "expected a JSON object")
-        unknown = [name for name in body if name not in cls.__dataclass_fields__]
+        unknown = [name for name in body
+                   if name not in cls.__dataclass_fields__ and name not in ACCEPTED_UNUSED]
         if unknown:
             raise RequestError(shown_name(sorted(map(str, unknown))[0]), "unknown field")
+        _string(body, "language", limit=64)
         return cls(
             prefix=_string(body, "prefix", required=True, limit=MAX_TEXT_CHARS),
             suffix=_string(body, "suffix", limit=MAX_TEXT_CHARS),
@@ -77,15 +80,11 @@ class CompletionRequest:
             cells_below=_cells(body, "cells_below"),
             kernel_id=_optional_string(body, "kernel_id"),
             path=_optional_string(body, "path"),
-            language=_string(body, "language", default="python", limit=64),
             max_new_tokens=_optional_int(body, "max_new_tokens", 1,
                                          min(max_new_tokens, MAX_NEW_TOKENS)),
             n=_optional_int(body, "n", 1, MAX_ALTERNATIVES) or 1,
             mode=_choice(body, "mode", ("line", "block", "auto"), "auto"),
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
