@@ -28,13 +28,17 @@ class Case:
     check: str  # an expression that holds once the cell is right
 
 
-SALES = "import pandas as pd\nsales = pd.DataFrame({'region': ['north', 'south', 'north'], 'revenue': [120.0, 80.5, 30.0]})"
+SALES = ("import pandas as pd\n"
+         "sales = pd.DataFrame({'region': ['north', 'south', 'north'], "
+         "'revenue': [120.0, 80.5, 30.0]})")
 CASES = [
     Case("column name case", SALES, "total = sales['Revenue'].sum()", "total == 230.5"),
     Case("pandas method case", SALES, "by_region = sales.groupBy('region')['revenue'].sum()",
          "by_region['north'] == 150.0"),
-    Case("column name typo", "import pandas as pd\norders = pd.DataFrame({'price': [2.0, 3.0], 'quantity': [4, 5]})",
-         "orders['total'] = orders['price'] * orders['qty']", "orders['total'].tolist() == [8.0, 15.0]"),
+    Case("column name typo",
+         "import pandas as pd\norders = pd.DataFrame({'price': [2.0, 3.0], 'quantity': [4, 5]})",
+         "orders['total'] = orders['price'] * orders['qty']",
+         "orders['total'].tolist() == [8.0, 15.0]"),
     Case("variable name typo", "scores = [70, 85, 90]", "mean = sum(score) / len(scores)",
          "mean == 245 / 3"),
     Case("missing import", "values = [1.0, 2.0, 3.0]", "spread = np.std(values)",
@@ -47,10 +51,10 @@ CASES = [
     Case("str method name", "name = 'ada'", "shout = name.uppercase()", "shout == 'ADA'"),
     Case("dict key case", "prices = {'apple': 1.2, 'pear': 0.8}", "cost = prices['Apple'] * 3",
          "abs(cost - 3.6) < 1e-9"),
-    Case("off by one", "xs = [3, 1, 4]", "total = 0\nfor i in range(len(xs) + 1):\n    total += xs[i]",
-         "total == 8"),
-    Case("matrix shapes", "import numpy as np\na = np.ones((2, 3))\nb = np.ones((2, 3))", "c = a @ b",
-         "c.shape in ((2, 2), (3, 3))"),
+    Case("off by one", "xs = [3, 1, 4]",
+         "total = 0\nfor i in range(len(xs) + 1):\n    total += xs[i]", "total == 8"),
+    Case("matrix shapes", "import numpy as np\na = np.ones((2, 3))\nb = np.ones((2, 3))",
+         "c = a @ b", "c.shape in ((2, 2), (3, 3))"),
     Case("missing colon", "", "for n in range(3)\n    print(n)", "n == 2"),
     Case("missing indentation", "", "def double(x):\nreturn 2 * x", "double(4) == 8"),
 ]
@@ -60,8 +64,13 @@ def run_case(shell, service, case: Case) -> tuple[str, str, str]:
     """(outcome, error, proposed cell)."""
     from IPython.utils.capture import capture_output
 
-    from jupyter_codecomp.kernel.magic import (fix_request, kernel_history, last_failure,
-                                        namespace_variables, proposed_fix)
+    from jupyter_codecomp.kernel.magic import (
+        fix_request,
+        kernel_history,
+        last_failure,
+        namespace_variables,
+        proposed_fix,
+    )
 
     shell.reset(new_session=True)
     sys.last_value = None
@@ -100,10 +109,11 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from jupyter_codecomp.completion.settings import ServiceSettings
     from jupyter_codecomp.completion.service import ServiceLoader
+    from jupyter_codecomp.completion.settings import ServiceSettings
 
-    service = ServiceLoader(ServiceSettings(model=args.model, device="cpu", threads=args.threads)).wait()
+    settings = ServiceSettings(model=args.model, device="cpu", threads=args.threads)
+    service = ServiceLoader(settings).wait()
     shell = InteractiveShell.instance()
     table = Table(title=f"%complete --fix, {service.name}: {len(CASES)} cases")
     for column in ("case", "error", "outcome", "proposed (first changed line)"):

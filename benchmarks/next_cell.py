@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from jupyter_codecomp.completion.settings import ServiceSettings  # noqa: E402
-from jupyter_codecomp.tools.evaluation import notebook_cells  # noqa: E402
 from jupyter_codecomp.completion.protocol import CompletionRequest  # noqa: E402
 from jupyter_codecomp.completion.service import ServiceLoader  # noqa: E402
+from jupyter_codecomp.completion.settings import ServiceSettings  # noqa: E402
+from jupyter_codecomp.tools.evaluation import notebook_cells  # noqa: E402
 
 NOTEBOOK = Path(__file__).parent / "notebooks" / "01_pandas_basics_sales.ipynb"
 
@@ -55,7 +55,8 @@ def main() -> None:
             request = CompletionRequest(prefix=prefix, cells=tuple(cells[:index]), mode="line",
                                         path=f"{args.notebook.name}#step{step}")
             reply = service.complete(request)
-            figures[step]["reused"].append(reply.context.cached_tokens / reply.context.prompt_tokens)
+            context = reply.context
+            figures[step]["reused"].append(context.cached_tokens / context.prompt_tokens)
             figures[step]["prefill"].append(reply.timings_ms.prefill)
             figures[step]["total"].append(reply.timings_ms.total)
 
@@ -69,7 +70,8 @@ def main() -> None:
               f"{statistics.median(f['prefill']):>13.0f}{sum(f['prefill']):>13.0f}"
               f"{statistics.median(f['total']):>11.0f}")
     slide, stepped = figures[1]["prefill"], figures[default_step]["prefill"]
-    print(f"prefill, slide / stepped: p50 {statistics.median(slide) / statistics.median(stepped):.1f}x,"
+    p50 = statistics.median(slide) / statistics.median(stepped)
+    print(f"prefill, slide / stepped: p50 {p50:.1f}x,"
           f" sum {sum(slide) / sum(stepped):.1f}x")
 
 

@@ -21,16 +21,15 @@ from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 from .completion.settings import ServiceSettings
 from .models.store import default_cache_dir
 
-
 _DEFAULTS = ServiceSettings()
 
 
 class CodecompConfig(Configurable):
-    """The traitlets face of `ServiceSettings` (which holds the defaults) plus the server's policy."""
+    """The traitlets face of `ServiceSettings` (which holds the defaults), and the policy."""
 
     model = Unicode(
         _DEFAULTS.model,
-        help="A model built into the cache (`jupyter codecomp model list`), or a model folder path.",
+        help="A model built into the cache (`jupyter codecomp model list`), or a model folder.",
     ).tag(config=True)
     cache_dir = Unicode(
         help="Where built models live. Default: $JUPYTER_CODECOMP_CACHE_DIR, else "
@@ -138,7 +137,7 @@ def _split_patterns(value: str) -> list[str]:
 
 
 def load_jupyter_config() -> Config:
-    """The `CodecompConfig` settings from the Jupyter config files, as the server would read them."""
+    """`CodecompConfig` settings from the Jupyter config files, as the server would read them."""
     config = Config()
     for directory in reversed(jupyter_config_path()):  # lowest priority first
         for base in ("jupyter_server_config", "jupyter_codecomp_config"):

@@ -26,7 +26,8 @@ def test_micro_model_onnx_logits_match_torch(tmp_path, test_model):
     model.save_pretrained(checkpoint)
     # The exporter copies the tokenizer along: use the test model's real one.
     (checkpoint / "tokenizer.json").write_bytes((test_model.path / "tokenizer.json").read_bytes())
-    (checkpoint / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    (checkpoint / "tokenizer_config.json").write_text(json.dumps(config))
 
     out = tmp_path / "onnx"
     with Progress(console=Console(quiet=True)) as progress:

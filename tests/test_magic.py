@@ -55,7 +55,8 @@ def run(shell, capsys, line, cell=None):
 def test_completion_highlights_the_completed_part(shell, capsys):
     out, err = run(shell, capsys, "def add(a, b): return a")
     assert not err
-    assert out.startswith("def add(a, b): return a") and len(out.strip()) > len("def add(a, b): return a")
+    line = "def add(a, b): return a"
+    assert out.startswith(line) and len(out.strip()) > len(line)
 
 
 def test_alternatives(shell, capsys):
@@ -167,7 +168,8 @@ def execute(kc, code, timeout=120):
 def test_kernel_context_sees_a_kernel_only_variable(kernel):
     _, kc = kernel
     execute(kc, "%load_ext jupyter_codecomp")
-    execute(kc, "import pandas as pd\nenrollment = pd.DataFrame({'student': ['a'], 'grade_pct': [91.5]})")
+    execute(kc, "import pandas as pd\n"
+                "enrollment = pd.DataFrame({'student': ['a'], 'grade_pct': [91.5]})")
     out, reply = execute(kc, "%complete --context enrollment.")
     assert reply["status"] == "ok"
     assert "enrollment" in out and "grade_pct" in out

@@ -8,9 +8,9 @@ import pytest
 from jupyter_client.session import Session
 from tornado.httpclient import HTTPClientError
 
+from jupyter_codecomp.completion.service import ServiceLoader
 from jupyter_codecomp.completion.settings import ServiceSettings
 from jupyter_codecomp.errors import ModelNotReady
-from jupyter_codecomp.completion.service import ServiceLoader
 
 
 async def wait_ready(jp_fetch, timeout=60.0):
@@ -76,7 +76,8 @@ async def test_oversized_body_is_a_413(jp_fetch):
 async def test_requests_without_a_token_are_refused(jp_fetch, http_server_client, jp_base_url):
     for method, route, body in [("GET", "status", None), ("POST", "complete", b'{"prefix": "x"}')]:
         with pytest.raises(HTTPClientError) as info:
-            await http_server_client.fetch(f"{jp_base_url}codecomp/{route}", method=method, body=body)
+            url = f"{jp_base_url}codecomp/{route}"
+            await http_server_client.fetch(url, method=method, body=body)
         assert info.value.code in (401, 403)
 
 
@@ -89,11 +90,13 @@ async def test_disabled_path_and_disabled_notebook(jp_fetch, jp_root_dir, jp_ser
 
     notebook = nbformat.v4.new_notebook(metadata={"codecomp": {"enabled": False}})
     nbformat.write(notebook, jp_root_dir / "quiz.ipynb")
-    reply = json.loads((await post(jp_fetch, "complete", {"prefix": "x = ", "path": "quiz.ipynb"})).body)
+    body = {"prefix": "x = ", "path": "quiz.ipynb"}
+    reply = json.loads((await post(jp_fetch, "complete", body)).body)
     assert reply["completions"] == [] and reply["disabled"] == "notebook"
 
     nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "lesson.ipynb")
-    reply = json.loads((await post(jp_fetch, "complete", {"prefix": "x = ", "path": "lesson.ipynb"})).body)
+    body = {"prefix": "x = ", "path": "lesson.ipynb"}
+    reply = json.loads((await post(jp_fetch, "complete", body)).body)
     assert reply["disabled"] is None and reply["completions"]
 
 
@@ -109,7 +112,8 @@ async def test_503_with_retry_after_while_loading_and_when_failed(jp_fetch, jp_s
         status = json.loads((await jp_fetch("codecomp", "status")).body)
         assert status["state"] == "loading"
 
-        missing = ServiceLoader(ServiceSettings(model="qwen2.5-coder-0.5b", cache_dir=str(tmp_path)))
+        settings = ServiceSettings(model="qwen2.5-coder-0.5b", cache_dir=str(tmp_path))
+        missing = ServiceLoader(settings)
         completer.loader = missing
         with pytest.raises(ModelNotReady):
             missing.wait()
@@ -160,21 +164,24 @@ async def test_websocket_streams_then_replies(jp_fetch, jp_ws_fetch):
 async def test_websocket_cancel_and_supersede(jp_fetch, jp_ws_fetch):
     await wait_ready(jp_fetch)
     ws = await jp_ws_fetch("codecomp", "stream")
-    long = {"prefix": "# a long list of numbers\nnumbers = [", "mode": "block", "max_new_tokens": 200}
+    long = {"prefix": "# a long list of numbers\nnumbers = [", "mode": "block",
+            "max_new_tokens": 200}
     ws.write_message(json.dumps({"id": "c1", "request": long}))
     ws.write_message(json.dumps({"cancel": "c1"}))
     assert (await receive_until_done(ws, "c1"))[-1].get("cancelled") is True
 
     ws.write_message(json.dumps({"id": "s1", "key": "nb.ipynb#cell1", "request": long}))
     await asyncio.sleep(0.05)
-    ws.write_message(json.dumps({"id": "s2", "key": "nb.ipynb#cell1", "request": {"prefix": "x = "}}))
+    ws.write_message(json.dumps({"id": "s2", "key": "nb.ipynb#cell1",
+                                 "request": {"prefix": "x = "}}))
     both = await receive_until_done(ws, "s1", "s2")
     assert both["s1"][-1].get("cancelled") is True
     assert both["s2"][-1]["done"] and "reply" in both["s2"][-1]
 
     # A late cancel names a request, not a key: the newer request with that key goes on.
-    ws.write_message(json.dumps({"id": "k1", "key": "nb.ipynb#cell2", "request": {"prefix": "y = "}}))
-    ws.write_message(json.dumps({"id": "k2", "key": "nb.ipynb#cell2", "request": {"prefix": "y = 1"}}))
+    for request_id, prefix in (("k1", "y = "), ("k2", "y = 1")):
+        ws.write_message(json.dumps({"id": request_id, "key": "nb.ipynb#cell2",
+                                     "request": {"prefix": prefix}}))
     ws.write_message(json.dumps({"cancel": "k1"}))
     both = await receive_until_done(ws, "k1", "k2")
     assert "reply" in both["k2"][-1]
@@ -230,7 +237,8 @@ async def test_context_shows_kernel_variables_without_running_user_code(jp_fetch
         assert report["variables"] >= 2 and report["parts"][0]["kind"] == "variables"
         reply = json.loads((await post(jp_fetch, "complete", body)).body)
         assert reply["context"]["variables"] >= 2
-        after = await run_in_kernel(km, kernel_id, "print(Trap.touched, _ if '_' in dir() else None)")
+        after = await run_in_kernel(km, kernel_id,
+                                    "print(Trap.touched, _ if '_' in dir() else None)")
         assert after["execution_count"] == before + 1  # the inspection left no execution behind
     finally:
         await km.shutdown_kernel(kernel_id)

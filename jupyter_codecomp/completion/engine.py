@@ -8,8 +8,9 @@ and stream tests run without a model. An engine knows nothing of Jupyter, prompt
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from tokenizers import Tokenizer
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 

@@ -35,13 +35,19 @@ from rich.progress import (
 
 from ..errors import CodecompError
 from .recipes import Recipe
-from .store import file_digests
 from .store import (
-    GGUF, MANIFEST, Manifest, ModelDir, ModelStore, build_command, load_model_dir,
+    GGUF,
+    MANIFEST,
+    Manifest,
+    ModelDir,
+    ModelStore,
+    build_command,
+    file_digests,
+    load_model_dir,
 )
 
 EXPORT_EXTRA_FIX = "pip install 'jupyter-codecomp[export]'  (torch first: pip install torch)"
-# Peak disk use relative to the GGUF: the GGUF, an fp32 checkpoint (~8x a 4-bit GGUF) and the export.
+# Peak disk use relative to the GGUF: the GGUF, an fp32 checkpoint (~8x a 4-bit GGUF), the export.
 DISK_FACTOR = 11
 
 

@@ -7,9 +7,10 @@ separator, stop tokens). Serving reads the prompt format back from the built mod
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from ..errors import CodecompError
 
