@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--eval-tasks", type=int, default=40, help="tasks per eval notebook")
     parser.add_argument("--general-tasks", type=int, default=12, help="tasks per general notebook")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--skip-training", action="store_true", help="compare an existing --name")
     parser.add_argument("--export-stopped", action="store_true",
                         help="export the best adapter of a run stopped with Ctrl+C, then compare")
@@ -73,7 +74,7 @@ def main() -> None:
                          eval_every=args.eval_every,
                          validation_examples=args.validation_examples)
     job = FinetuneJob([str(p) for p in train], args.base, args.name, hp, threads=args.threads,
-                      eval_tasks_per_notebook=args.eval_tasks)
+                      eval_tasks_per_notebook=args.eval_tasks, device=args.device)
     store = ModelStore()
     started = time.monotonic()
     if args.skip_training:
@@ -91,7 +92,7 @@ def main() -> None:
     console.rule("eval split: chapters " + ", ".join(EVAL_CHAPTERS))
     report["eval_split"] = compare_models(base, tuned, held_out, job, console)
     console.rule("general corpus: benchmarks/notebooks")
-    general = FinetuneJob(job.notebooks, args.base, args.name, hp,
+    general = FinetuneJob(job.notebooks, args.base, args.name, hp, device=args.device,
                           eval_tasks_per_notebook=args.general_tasks, threads=args.threads)
     report["general"] = compare_models(base, tuned, [str(GENERAL)], general, console)
     report["total_wall_s"] = round(time.monotonic() - started)

@@ -245,6 +245,6 @@ def _last_adapter_model(checkpoint, hp, run_dir):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}  # rich: no wrapped rows
     return subprocess.run([sys.executable, "-m", "jupyter_codecomp", *args],
                           capture_output=True, text=True, env=env)
