@@ -31,7 +31,6 @@ from .protocol import Cell
 
 MARKDOWN_MAX_LINES = 3
 MARKDOWN_MAX_CHARS = 240
-OUTPUT_MAX_CHARS = 200
 PREFIX_MAX_TOKENS = 1536
 SUFFIX_MAX_TOKENS = 256
 # Tokens the healing step may hold back: only "word-like" tails, never a whole line.
@@ -273,8 +272,4 @@ def cell_text(cell: Cell, layout: PromptLayout = PromptLayout()) -> str:
         lines = [ln.strip() for ln in source.splitlines() if ln.strip()][:MARKDOWN_MAX_LINES]
         text = "\n".join(f"# {ln}" for ln in lines)[:MARKDOWN_MAX_CHARS]
         return f"{CELL_MARKER} [markdown]\n{text}\n\n" if marker else f"{text}\n\n"
-    out = ""
-    if cell.outputs.strip():
-        first = cell.outputs.strip().splitlines()[0][:OUTPUT_MAX_CHARS]
-        out = f"# Out: {first}\n"
-    return f"{CELL_MARKER}\n{source}\n{out}\n" if marker else f"{source}\n{out}\n"
+    return f"{CELL_MARKER}\n{source}\n\n" if marker else f"{source}\n\n"
