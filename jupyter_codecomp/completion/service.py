@@ -13,16 +13,23 @@ import statistics
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
+from functools import partial
 
 from ..errors import CodecompError, ModelNotReady
 from ..models.pairing import draft_source
-from ..models.store import PROMPT_FILES, ModelDir, ModelStore
 from ..models.recipes import PromptFormat
-from ..models.store import rebuild_command, verify_checksums
+from ..models.store import PROMPT_FILES, ModelDir, ModelStore, rebuild_command, verify_checksums
 from .context import Variables, cells_below_shown
-from .engine import Engine
-from .postprocess import PRODUCT_RULES, Trimmer, confidence, kept_logprobs, resolve_mode
+from .engine import Candidate, Engine, GenerationResult
+from .postprocess import (
+    PRODUCT_RULES,
+    Trimmed,
+    Trimmer,
+    confidence,
+    kept_logprobs,
+    resolve_mode,
+)
 from .postprocess.rules import Rules
 from .prompt import Prompt, PromptBuilder, PromptLayout
 from .protocol import Completion, CompletionReply, CompletionRequest, ContextInfo, Timings
@@ -110,57 +117,27 @@ class CompletionService:
         alternative was cut, when it was cut to nothing."""
         started = time.perf_counter()
         prompt = self.prompt(request, variables)
+        if not prompt.ids:  # nothing to go on (an empty cell, and no FIM format to frame it)
+            return CompletionReply([], self.name, self.engine.device)
         mode = resolve_mode(request.prefix, request.suffix, request.mode)
         trimmer = Trimmer(request.prefix, request.suffix, mode, self.rules)
         default_cap = (self.settings.max_new_tokens if mode == "line"
                        else self.settings.block_max_new_tokens)
         cap = min(request.max_new_tokens or default_cap, self.settings.max_new_tokens_limit)
-        criteria = [MaxNewTokens(cap), StopTokens(self.stop_ids), TextComplete(trimmer.is_complete)]
-        context_ms = (time.perf_counter() - started) * 1000
-
-        def stream_trimmed(text: str) -> None:
-            if streamer is not None:
-                streamer(trimmer.shown(text))
-
-        if not prompt.ids:  # nothing to go on (an empty cell, and no FIM format to frame it)
-            return CompletionReply([], self.name, self.engine.device)
-        result = self.engine.generate(
-            prompt.ids,
-            criteria=criteria,
-            heal=prompt.heal,
-            n=request.n,
-            streamer=stream_trimmed if streamer else None,
-            cancel=cancel,
+        generate = partial(
+            self.engine.generate, prompt.ids, heal=prompt.heal, cancel=cancel,
+            criteria=[MaxNewTokens(cap), StopTokens(self.stop_ids),
+                      TextComplete(trimmer.is_complete)],
             cache_key=request.path or "",
         )
-        trimmed = [trimmer.trim(c.text).text for c in result.candidates]
-        emptied = (trimmer.trim(result.candidates[0].text).cut_by or "cap"
-                   if trimmed and not trimmed[0] else "")
+        context_ms = (time.perf_counter() - started) * 1000
+        result = generate(n=request.n, streamer=(lambda text: streamer(trimmer.shown(text)))
+                          if streamer else None)
+        trimmed = [trimmer.trim(c.text) for c in result.candidates]
+        emptied = (trimmed[0].cut_by or "cap") if trimmed and not trimmed[0].text else ""
         if self.rules is PRODUCT_RULES and request.n == 1 and emptied:
-            # The first alternative was cut to nothing (a line the suffix already has, a comment,
-            # scaffolding): the next one is the suggestion. The prompt is in the KV cache.
-            result2 = self.engine.generate(prompt.ids, criteria=criteria, heal=prompt.heal,
-                                           n=FALLBACK_ALTERNATIVES, cancel=cancel,
-                                           cache_key=request.path or "")
-            result.candidates = result2.candidates
-            result.timings_ms["decode"] = (result.timings_ms.get("decode", 0.0)
-                                           + result2.timings_ms.get("decode", 0.0))
-            trimmed = [trimmer.trim(c.text).text for c in result.candidates]
-            order = sorted(range(len(trimmed)), key=lambda k: not trimmed[k])
-            result.candidates = [result.candidates[k] for k in order][:1]
-            trimmed = [trimmed[k] for k in order][:1]
-        completions: list[Completion] = []
-        for candidate, text in zip(result.candidates, trimmed):
-            # A NaN score means broken weights (the checksums catch most): never sent as JSON.
-            if math.isfinite(candidate.score) and all(
-                    c.text != text for c in completions) and (text or not completions):
-                logprobs = kept_logprobs(candidate.text, text, candidate.token_ids,
-                                         candidate.token_logprobs, self._decode, prompt.heal)
-                completions.append(Completion(text, round(candidate.score, 4),
-                                              confidence(logprobs)))
-                if trace is not None:
-                    trace.append({"logprobs": logprobs, "raw": candidate.text,
-                                  "first_emptied_by": emptied})
+            trimmed = self._next_usable(generate, result, trimmer)
+        completions = self._completions(result.candidates, trimmed, prompt.heal, emptied, trace)
         total = (time.perf_counter() - started) * 1000
         self.latencies_ms.append(total)
         t = result.timings_ms
@@ -184,21 +161,35 @@ class CompletionService:
             ),
         )
 
-    def warm(self, request: CompletionRequest, variables: Variables = Variables(), *,
-             cancel: threading.Event | None = None) -> int:
-        """Prefill the prompt of `request` into the engine's KV cache and generate nothing, so
-        that the first keystroke at this place finds it ready (issue 17). Returns the prompt
-        tokens now cached. Raises `Cancelled` once `cancel` is set; what was filled stays."""
-        prompt = self.prompt(request, variables)
-        if not prompt.ids:
-            return 0
-        prefill = getattr(self.engine, "prefill", None)
-        if prefill is not None:
-            return prefill(prompt.ids, cancel=cancel, cache_key=request.path or "")
-        # An engine without a prefill-only path (a shared server): one token costs the same.
-        result = self.engine.generate(prompt.ids, criteria=[MaxNewTokens(1)], heal=prompt.heal,
-                                      cancel=cancel, cache_key=request.path or "")
-        return result.prompt_tokens
+    @staticmethod
+    def _next_usable(generate, result: GenerationResult, trimmer: Trimmer) -> list[Trimmed]:
+        """The first alternative was cut to nothing (a line the suffix already has, a comment,
+        scaffolding): the first usable of the next ones is the suggestion. The prompt is in the
+        KV cache, so this costs only their decoding. `result` takes the chosen candidate."""
+        retry = generate(n=FALLBACK_ALTERNATIVES)
+        result.timings_ms["decode"] = (result.timings_ms.get("decode", 0.0)
+                                       + retry.timings_ms.get("decode", 0.0))
+        trimmed = [trimmer.trim(c.text) for c in retry.candidates]
+        best = next((k for k, trim in enumerate(trimmed) if trim.text), 0)
+        result.candidates = retry.candidates[best:best + 1]
+        return trimmed[best:best + 1]
+
+    def _completions(self, candidates: list[Candidate], trimmed: list[Trimmed], heal: str,
+                     emptied: str, trace: list[dict] | None) -> list[Completion]:
+        completions: list[Completion] = []
+        for candidate, trim in zip(candidates, trimmed):
+            text = trim.text
+            # A NaN score means broken weights (the checksums catch most): never sent as JSON.
+            if math.isfinite(candidate.score) and all(
+                    c.text != text for c in completions) and (text or not completions):
+                logprobs = kept_logprobs(candidate.text, text, candidate.token_ids,
+                                         candidate.token_logprobs, self._decode, heal)
+                completions.append(Completion(text, round(candidate.score, 4),
+                                              confidence(logprobs)))
+                if trace is not None:
+                    trace.append({"logprobs": logprobs, "raw": candidate.text,
+                                  "first_emptied_by": emptied})
+        return completions
 
     def warm(self, request: CompletionRequest, variables: Variables = Variables(), *,
              cancel: threading.Event | None = None) -> int:
@@ -219,7 +210,8 @@ class CompletionService:
     def _decode(self, ids) -> str:
         return self.engine.tokenizer.decode(list(ids), skip_special_tokens=True)
 
-    def context_report(self, request: CompletionRequest, variables: Variables = Variables()) -> dict:
+    def context_report(self, request: CompletionRequest,
+                       variables: Variables = Variables()) -> dict:
         """What the model would see for `request`: for teaching transparency and debugging."""
         prompt = self.prompt(request, variables)
         return {
@@ -270,7 +262,8 @@ class ServiceLoader:
         with self._lock:
             if self._thread is None and self.service is None:
                 self.state = "loading"
-                self._thread = threading.Thread(target=self._load, name="codecomp-load", daemon=True)
+                self._thread = threading.Thread(target=self._load, name="codecomp-load",
+                                                daemon=True)
                 self._thread.start()
 
     def wait(self, timeout: float | None = None) -> CompletionService:
