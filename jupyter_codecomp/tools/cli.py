@@ -227,11 +227,13 @@ class EvalApp(_Base):
     kinds = Unicode("line,mid,block",
                     help="Task kinds, comma-separated: line, mid, block.").tag(config=True)
     mode = Enum(["auto", "line", "block"], "auto",
-                help="Completion mode of every request; auto is what the editor asks for.").tag(config=True)
+                help="Completion mode of every request; auto is what the editor asks for.",
+                ).tag(config=True)
     out = Unicode("codecomp-eval", help="Folder for results.json and the charts.").tag(config=True)
     seed = Int(0).tag(config=True)
     tasks_per_notebook = Int(40, help="Tasks drawn per notebook and kind group; a path given "
-                                      "as PATH:N draws N from each of its notebooks.").tag(config=True)
+                                      "as PATH:N draws N from each of its notebooks.",
+                             ).tag(config=True)
     cell_timeout = Int(60, help="Seconds a notebook cell may run.").tag(config=True)
     reverse = Bool(False, help="Run the notebooks from the last one back (the same tasks): a "
                                "second process on the other end of a long run.").tag(config=True)
@@ -251,13 +253,14 @@ class EvalApp(_Base):
     def run(self):
         from rich.progress import Progress
 
+        from ..completion.service import ServiceLoader
         from .eval_report import print_report, write_json, write_outputs
         from .evaluation import KINDS, evaluate, notebook_counts, parse_variant
-        from ..completion.service import ServiceLoader
 
         notebooks = notebook_counts(self.extra_args, self.tasks_per_notebook)
         if not notebooks:
-            raise CodecompError("no notebooks given", fix="jupyter codecomp eval NOTEBOOK_OR_DIR...")
+            raise CodecompError("no notebooks given",
+                                fix="jupyter codecomp eval NOTEBOOK_OR_DIR...")
         parsed = {}
         for variant in _listed(self.variants):
             try:
