@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 # JupyterLab refuses to run as root without this flag; these machines run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install chromium clean frontend-check
+.PHONY: lab test install chromium clean frontend-check lint
 
 install: $(VENV)/.installed
 
@@ -32,9 +32,13 @@ chromium:
 
 # The tests look for their model in the checkout, apart from the user's models.
 test: export JUPYTER_CODECOMP_CACHE_DIR := $(CURDIR)/.cache/models
-test: install chromium frontend-check
+test: install chromium lint frontend-check
 	$(JUPYTER) codecomp model build $(TEST_MODEL)
 	$(PY) -m pytest
+
+# ruff (its rules are in pyproject.toml); the import contract is a test (tests/test_architecture.py).
+lint: install
+	$(VENV)/bin/ruff check jupyter_codecomp tests benchmarks
 
 # The frontend's own checks: prettier, eslint, and the jest unit tests of its pure logic.
 frontend-check: labextension/node_modules/.installed
