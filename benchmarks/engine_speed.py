@@ -40,15 +40,10 @@ TARGETS = {"decode_ms_per_token": 12, "warm_first_token_ms": 80, "warm_line_tota
 
 def notebook_cells():
     """Code and markdown of the benchmark notebooks (real teaching code, shipped with the repo)."""
-    import nbformat
+    from jupyter_codecomp.tools.eval_tasks import notebook_cells as cells_of
 
-    from jupyter_codecomp.completion.protocol import Cell
-
-    cells = []
-    for path in sorted((HERE / "notebooks").glob("*.ipynb")):
-        for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type in ("code", "markdown") and cell.source.strip():
-                cells.append(Cell(cell.cell_type, cell.source))
+    cells = [c for path in sorted((HERE / "notebooks").glob("*.ipynb"))
+             for c in cells_of(path) if c.source.strip()]
     if not cells:
         raise SystemExit("benchmarks/notebooks/ has no notebooks")
     return cells

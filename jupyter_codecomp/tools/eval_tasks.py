@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..completion.postprocess import is_scaffolding
+from ..completion.postprocess.rules import indent_of
 from ..completion.protocol import Cell
 
 KINDS = ("line", "mid", "block")
@@ -101,7 +102,7 @@ def make_tasks(path: Path, cells: list[Cell], rng: random.Random, per_notebook: 
             body = line.strip()
             if len(body) < 4 or body.startswith("#"):
                 continue
-            indent = line[: _indent(line)]
+            indent = line[: indent_of(line)]
             before = "\n".join(lines[:number]) + ("\n" if number else "")
             after = "\n" + "\n".join(lines[number + 1:]) if number + 1 < len(lines) else ""
             tasks.append(Task(str(path), index, "line", before + indent, after, body))
@@ -119,11 +120,12 @@ def make_block_tasks(path: Path, cells: list[Cell], rng: random.Random,
     for index, lines in _code_cells(cells):
         for number, header in enumerate(lines[:-1]):
             first = lines[number + 1]
-            indent = _indent(first)
-            if not header.rstrip().endswith(":") or not first.strip() or indent <= _indent(header):
+            indent = indent_of(first)
+            opens_block = header.rstrip().endswith(":") and indent > indent_of(header)
+            if not opens_block or not first.strip():
                 continue
             end = number + 1
-            while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) >= indent):
+            while end < len(lines) and (not lines[end].strip() or indent_of(lines[end]) >= indent):
                 end += 1
             body = "\n".join(lines[number + 1:end]).rstrip()
             before = "\n".join(lines[:number + 1]) + "\n" + first[:indent]
@@ -146,10 +148,6 @@ def _draw(tasks: list[Task], rng: random.Random, count: int) -> list[Task]:
 
 def in_notebook_order(task: Task) -> tuple[int, int]:
     return task.cell, len(task.prefix)
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
 
 
 def _token_boundary(line: str, rng: random.Random) -> int | None:
