@@ -301,6 +301,10 @@ class LoraTrainer:
         set_peft_model_state_dict(model, payload.pop("adapter"))
         optimizer.load_state_dict(payload.pop("optimizer"))
         scheduler.load_state_dict(payload.pop("scheduler"))
+        # The schedule follows this run's plan (--max-steps may have grown): the learning rate
+        # saved with the optimizer was the old plan's.
+        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base_lr * scheduler.lr_lambdas[0](scheduler.last_epoch)
         torch.set_rng_state(payload.pop("rng").cpu())
         self.console.print(f"resuming at step {payload['step']} (best validation loss "
                            f"{payload['best_val_loss']:.4f} at step {payload['best_step']})")
