@@ -41,7 +41,8 @@ def run_eval(args, out: Path, extra: list[str]) -> list[dict]:
     cmd = [sys.executable, "-m", "jupyter_codecomp", "eval", *map(str, args.notebooks),
            f"--model={args.model}", f"--variants={args.variants}", f"--kinds={args.kinds}",
            f"--tasks-per-notebook={args.tasks_per_notebook}", f"--seed={args.seed}",
-           f"--threads={args.threads}", f"--out={out}", *extra]
+           f"--threads={args.threads}", f"--out={out}",
+           f"--CodecompConfig.context_tokens={args.context_tokens}", *extra]
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
                    env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -116,6 +117,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--engine-threads", type=int, default=1)
+    parser.add_argument("--context-tokens", type=int, default=1024,
+                        help="budget of the cells above (smaller: a faster run on a busy CPU)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="parity-")))
     args = parser.parse_args()
     print(f"{args.model}: {args.variants} / {args.kinds}, {args.tasks_per_notebook} tasks per "
