@@ -56,6 +56,16 @@ def jp_server_config(test_model, tmp_path):
 
 
 @pytest.fixture
+def no_model_config(tmp_path):
+    """A server with the extension and no model to load: the `fake_engine` fixture puts a
+    service in place, or the test is about what happens without one."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
+        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu"},
+    }
+
+
+@pytest.fixture
 def fake_engine(jp_serverapp):
     """The server's model swapped for the scripted `FakeEngine` (the default script completes
     every prompt with `value + 1`): handler, policy and stream tests in milliseconds."""

@@ -32,11 +32,8 @@ REBUILD = "jupyter codecomp model build smollm2-135m --force"
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
-        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu"},
-    }
+def jp_server_config(no_model_config):
+    return no_model_config
 
 
 @pytest.fixture

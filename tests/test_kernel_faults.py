@@ -15,11 +15,8 @@ from jupyter_client.session import Session
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
-        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu"},
-    }
+def jp_server_config(no_model_config):
+    return no_model_config
 
 
 async def complete(jp_fetch, kernel_id: str) -> dict:

@@ -20,11 +20,8 @@ KEYSTROKES = 10
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
-        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu"},
-    }
+def jp_server_config(no_model_config):
+    return no_model_config
 
 
 async def read_all_done(ws, ids: set) -> dict:

@@ -19,12 +19,9 @@ SECRET = "exam_secret_answer"
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
-        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu",
-                           "disabled_paths": ["exams/**"]},
-    }
+def jp_server_config(no_model_config):
+    no_model_config["CodecompConfig"]["disabled_paths"] = ["exams/**"]
+    return no_model_config
 
 
 @pytest.fixture

@@ -10,12 +10,8 @@ import pytest
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
-        # No model is loaded: the `fake_engine` fixture puts a service in place.
-        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu"},
-    }
+def jp_server_config(no_model_config):
+    return no_model_config
 
 
 async def post(jp_fetch, body):

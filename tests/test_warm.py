@@ -122,12 +122,9 @@ def service_variables():
 # --- the route, on a real Jupyter server with the scripted engine -----------------------------
 
 @pytest.fixture
-def jp_server_config(tmp_path):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_codecomp": True}},
-        "CodecompConfig": {"model": str(tmp_path / "no-model"), "device": "cpu",
-                           "disabled_paths": ["exams/**"]},
-    }
+def jp_server_config(no_model_config):
+    no_model_config["CodecompConfig"]["disabled_paths"] = ["exams/**"]
+    return no_model_config
 
 
 @pytest.fixture
