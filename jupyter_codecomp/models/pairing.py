@@ -44,18 +44,14 @@ PROMPT_LOOKUP = "prompt-lookup"
 
 def build_pair(recipe: Recipe, store: ModelStore, *, device: str = "cpu", force: bool = False,
                console: Console | None = None) -> ModelDir:
-    from .builder import _replace, build_model
+    from .builder import _replace, already_built, build_model
 
     console = console or Console(stderr=True)
     pair = recipe.pair
     target = store.path_for(recipe.name, device)
-    if target.exists() and not force:
-        try:
-            model = load_model_dir(target)
-            console.print(f"[green]✓[/] {recipe.name} is already built at {target}")
-            return model
-        except CodecompError as exc:
-            console.print(f"[yellow]![/] rebuilding {recipe.name}: {exc.message}")
+    built = None if force else already_built(recipe.name, target, console)
+    if built is not None:
+        return built
     started = time.monotonic()
     verifier = build_model(get_recipe(pair.verifier), store, device=device, console=console)
     draft = None
