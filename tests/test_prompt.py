@@ -87,9 +87,13 @@ def test_prefix_and_suffix_always_kept(tokenizer):
     assert "a = 1\nb" in text and "c = 3" in text and "z = 0" not in text and "w = 1" not in text
 
 
-def test_indentation_is_healed(tokenizer):
-    prompt = builder(tokenizer).build("def f(x):\n    ")
-    assert prompt.heal.strip() == "" and prompt.heal.endswith("    ")
+@pytest.mark.parametrize("indent", [4, 8, 12])
+def test_indentation_holds_back_only_the_space_that_goes_with_the_next_word(tokenizer, indent):
+    # ` return` carries its own space: holding back the whole run made the model spell it out.
+    prefix = "def f(x):\n    if x:\n" + " " * indent
+    prompt = builder(tokenizer).build(prefix)
+    assert prompt.heal == " "
+    assert text_of(tokenizer, prompt).endswith(prefix[:-1] + "<|fim_suffix|>\n<|fim_middle|>")
 
 
 def test_a_token_that_ends_a_line_is_not_healed(tokenizer):

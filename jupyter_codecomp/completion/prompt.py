@@ -160,11 +160,18 @@ class PromptBuilder:
         prefix = self._tail(prefix, PREFIX_MAX_TOKENS)
         before_ids = self.encode(above + prefix)
         heal = ""
-        if before_ids and prefix and layout.heal:
-            last = self.decode_one(before_ids[-1])
-            if last and len(last) <= HEAL_MAX_CHARS and prefix.endswith(last) and _healable(last):
-                heal = last
+        last = self.decode_one(before_ids[-1]) if before_ids and prefix and layout.heal else ""
+        if last and prefix.endswith(last) and _healable(last):
+            if len(last) > 1 and last.endswith(" ") and not last.strip():
+                # Indentation: in code its last space goes with the word after it (`:\n`
+                # `       ` ` return`), so hold back only that space. Holding back the whole run
+                # made the model pick a shorter run first and then spell out the rest one
+                # improbable space at a time (measured: block tasks at 8 spaces).
+                before_ids = before_ids[:-1] + self.encode(last[:-1])
+                heal = " "
+            elif len(last) <= HEAL_MAX_CHARS:
                 before_ids = before_ids[:-1]
+                heal = last
         parts.append(PromptPart("prefix", prefix, len(before_ids) - self._count(above)))
 
         suffix_text = self._head(suffix, SUFFIX_MAX_TOKENS)
