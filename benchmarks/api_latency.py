@@ -53,12 +53,16 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model: str, threads: int):
+    """A real `jupyter server` with the extension; `options` become `--CodecompConfig.NAME=VALUE`
+    (class_load.py starts its students' servers with `engine_url` this way)."""
+
+    def __init__(self, model: str, threads: int, **options):
         self.port, self.token = free_port(), uuid.uuid4().hex
-        self.root = tempfile.mkdtemp()
+        self.root = tempfile.mkdtemp(prefix="codecomp-bench-")
+        config = {"model": model, "threads": threads, **options}
         cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-               f"--CodecompConfig.model={model}", f"--CodecompConfig.threads={threads}",
+               *(f"--CodecompConfig.{name}={value}" for name, value in config.items()),
                "--ServerApp.jpserver_extensions={'jupyter_codecomp': True}"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
@@ -72,20 +76,20 @@ class Server:
                               headers={"Authorization": f"token {self.token}"}, request_timeout=300)
         return json.loads((await AsyncHTTPClient().fetch(request)).body or b"null")
 
-    async def wait_ready(self) -> dict:
-        for _ in range(1200):
+    async def wait_ready(self, settled: tuple[str, ...] = ("ready",)) -> dict:
+        """The status once its state is one of `settled`; a failed model ends the run unless
+        "failed" is one of them."""
+        for _ in range(2400):
             try:
                 status = await self.fetch("/codecomp/status")
-                if status["state"] == "ready":
+                if status["state"] in settled:
                     return status
                 if status["state"] == "failed":
                     raise SystemExit(f"model failed: {status['error']} ({status['fix']})")
-            except ConnectionError:
-                pass
-            except OSError:
+            except OSError:  # not listening yet (ConnectionError is one)
                 pass
             await asyncio.sleep(0.25)
-        raise SystemExit("server did not become ready")
+        raise SystemExit(f"the server on port {self.port} did not become ready")
 
     async def kernel_with_data(self) -> str:
         kernel = await self.fetch("/api/kernels", "POST", "{}")

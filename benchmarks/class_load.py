@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 sys.path.insert(0, str(Path(__file__).parent))
-from api_latency import CELLS, LINE, free_port, pct  # noqa: E402
+from api_latency import CELLS, LINE, Server, free_port, pct  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -57,41 +56,6 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(k) for k in kids] + [g for k in kids for g in _children(int(k))]
-
-
-class StudentServer:
-    def __init__(self, model: str, threads: int, engine_url: str = "", read_timeout: float = 0):
-        self.port, self.token = free_port(), uuid.uuid4().hex
-        self.root = tempfile.mkdtemp(prefix="class-load-")
-        cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
-               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-               f"--CodecompConfig.model={model}", f"--CodecompConfig.threads={threads}",
-               f"--CodecompConfig.engine_url={engine_url}",
-               *([f"--CodecompConfig.engine_read_timeout={read_timeout}"] if read_timeout else []),
-               "--ServerApp.jpserver_extensions={'jupyter_codecomp': True}"]
-        if os.geteuid() == 0:
-            cmd.append("--allow-root")
-        self.log = open(Path(self.root) / "server.log", "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-    async def wait_ready(self) -> dict:
-        async with httpx.AsyncClient() as client:
-            for _ in range(2400):
-                try:
-                    reply = await client.get(f"http://127.0.0.1:{self.port}/codecomp/status",
-                                             headers={"Authorization": f"token {self.token}"})
-                    status = reply.json()
-                    if status["state"] in ("ready", "failed", "engine_unavailable"):
-                        return status
-                except (httpx.HTTPError, ValueError):
-                    pass
-                await asyncio.sleep(0.25)
-        raise SystemExit(f"student server on {self.port} did not become ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
 
 
 class SharedEngine:
@@ -137,7 +101,7 @@ class StudentRun:
     last_answered: bool = False
 
 
-async def type_line(server: StudentServer, student: int, interval: float) -> StudentRun:
+async def type_line(server: Server, student: int, interval: float) -> StudentRun:
     """The student opens a notebook (cold request, awaited), then types LINE."""
     ws = await websocket_connect(HTTPRequest(
         f"ws://127.0.0.1:{server.port}/codecomp/stream",
@@ -186,9 +150,10 @@ async def type_line(server: StudentServer, student: int, interval: float) -> Stu
     return run
 
 
-async def measure(label: str, servers: list[StudentServer], engine: SharedEngine | None,
+async def measure(label: str, servers: list[Server], engine: SharedEngine | None,
                   interval: float) -> None:
-    statuses = await asyncio.gather(*(s.wait_ready() for s in servers))
+    settled = ("ready", "failed", "engine_unavailable")
+    statuses = await asyncio.gather(*(s.wait_ready(settled) for s in servers))
     failed = [s for s in statuses if s["state"] != "ready"]
     if failed:
         print(f"{label}: {len(failed)} server(s) not ready: {failed[0].get('error')}")
@@ -227,7 +192,7 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
     """Both setups for n students; returns the measured RSS of one in-process server."""
     if n not in args.shared_only and (inprocess_mb is None or
                                       n * inprocess_mb <= args.inprocess_budget_mb):
-        servers = [StudentServer(args.model, args.threads) for _ in range(n)]
+        servers = [Server(args.model, args.threads) for _ in range(n)]
         try:
             await measure("in-process engines", servers, None, args.interval)
             inprocess_mb = max(rss_mb(s.proc.pid) for s in servers)
@@ -238,7 +203,8 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
         print(f"\n== in-process engines: {n} students skipped ({n} x {inprocess_mb or 0:.0f} MB "
               f"over the {args.inprocess_budget_mb} MB budget, or --shared-only)")
     engine = SharedEngine(args.model, n, args.engine_threads, args.ctx_size)
-    servers = [StudentServer(args.model, args.threads, engine.url, args.engine_read_timeout)
+    timeout = {"engine_read_timeout": args.engine_read_timeout} if args.engine_read_timeout else {}
+    servers = [Server(args.model, args.threads, engine_url=engine.url, **timeout)
                for _ in range(n)]
     try:
         await measure(f"shared engine (serve --parallel {n})", servers, engine, args.interval)

@@ -1,5 +1,5 @@
 """HTTP and WebSocket routes (../shared/API.md). They translate HTTP to `Completer` calls and back;
-they know nothing of ONNX or prompts. Every route goes through `CodecompMixin.decide` (the
+they know nothing of ONNX or prompts. Every route goes through `CodecompMixin.admit` (the
 policy), and every malformed input is a 400 naming the field, on HTTP and WebSocket alike."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import threading
+from typing import NamedTuple
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -18,6 +19,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
+from ..completion.context import Variables
 from ..completion.protocol import (
     MAX_BODY_BYTES,
     CompletionReply,
@@ -25,6 +27,7 @@ from ..completion.protocol import (
     RequestError,
     StreamMessage,
 )
+from ..completion.service import CompletionService
 from ..errors import Cancelled, CodecompError, EngineUnavailable, ModelNotReady
 from .completer import Busy, Completer
 from .policy import Decision, PathError
@@ -71,6 +74,12 @@ def parse_json(body: bytes | str, where: str):
         raise ApiError(400, "invalid_json", f"{where}: not valid JSON") from None
 
 
+class Admitted(NamedTuple):
+    decision: Decision
+    service: CompletionService | None = None  # None: the policy turned completion off here
+    variables: Variables | None = None
+
+
 class CodecompMixin:
     """Shared steps of every route: parse, the policy, authorize the kernel, readiness."""
 
@@ -97,6 +106,15 @@ class CodecompMixin:
         except PathError as exc:
             raise ApiError(400, "invalid_request", str(exc)) from None
 
+    async def admit(self, request: CompletionRequest) -> Admitted:
+        """The policy's decision; when it allows, the ready service and the kernel's variables
+        (the common start of /complete, the stream, /context and /warm)."""
+        decision = await self.decide(request)
+        if decision.disabled:
+            return Admitted(decision)
+        service = self.ready_service()
+        return Admitted(decision, service, await self.completer.variables(decision))
+
     def ready_service(self):
         try:
             return self.completer.service()
@@ -119,12 +137,10 @@ class CodecompMixin:
     async def _complete(self, request: CompletionRequest, *, cancel: threading.Event,
                         streamer=None, key=None, still_latest=lambda: True) -> dict:
         """The whole route in one place: policy, readiness, variables, the queue, generation."""
-        decision = await self.decide(request)
-        if decision.disabled:
+        decision, service, variables = await self.admit(request)
+        if service is None:
             return CompletionReply([], self.completer.settings.model, "none",
                                    disabled=decision.disabled).to_json()
-        service = self.ready_service()
-        variables = await self.completer.variables(decision)
         if not still_latest():  # a newer keystroke with this key arrived meanwhile
             raise Cancelled()
         try:
@@ -208,14 +224,12 @@ class ContextHandler(CodecompAPIHandler):
     async def post(self):
         try:
             request = await self.body_request()
-            decision = await self.decide(request)
-            if decision.disabled:
+            decision, service, variables = await self.admit(request)
+            if service is None:
                 self.finish(dumps({"disabled": decision.disabled, "path": decision.path,
                                    "prompt_tokens": 0, "parts": [], "prompt_text": "",
                                    "variables": 0, "variables_block": ""}))
                 return
-            service = self.ready_service()
-            variables = await self.completer.variables(decision)
             report = service.context_report(request, variables)
             report.update(disabled=None, path=decision.path, variables_block=variables.block)
             self.finish(dumps(report))
@@ -232,13 +246,11 @@ class WarmHandler(CodecompAPIHandler):
     async def post(self):
         try:
             request = await self.body_request()
-            decision = await self.decide(request)
-            if decision.disabled:
+            decision, service, variables = await self.admit(request)
+            if service is None:
                 self.finish(dumps({"state": "disabled", "disabled": decision.disabled,
                                    "cached_tokens": 0}))
                 return
-            service = self.ready_service()
-            variables = await self.completer.variables(decision)
             self.finish(dumps(await self.completer.warmer.submit(service, request, variables)))
         except ApiError as error:
             self.send_error_json(error)
