@@ -7,6 +7,7 @@ import pytest
 
 from jupyter_codecomp.completion.context import cells_below_shown
 from jupyter_codecomp.completion.onnx_engine import OnnxEngine
+from jupyter_codecomp.completion.prompt import PromptLayout
 from jupyter_codecomp.completion.protocol import Cell, CompletionRequest
 from jupyter_codecomp.completion.stopping import MaxNewTokens, StopTokens
 from jupyter_codecomp.errors import Cancelled
@@ -115,23 +116,29 @@ def test_service_uses_cells_above(service):
     assert reply.context.prompt_tokens > len(service.engine.encode("df = pd."))
 
 
-def test_cells_below_are_left_out_of_an_empty_line_only():
+def test_the_cells_below_rules():
     below = (Cell("code", "print(total)"),)
     new_line = CompletionRequest(prefix="x = 1\n", suffix="\ny = 2", cells_below=below)
-    assert cells_below_shown(new_line) == ()
-    assert cells_below_shown(replace(new_line, prefix="for i in x:\n    ")) == ()  # a block
-    assert cells_below_shown(replace(new_line, prefix="x = 1\nto")) == below  # a started line
-    assert cells_below_shown(replace(new_line, suffix="y = 2")) == below  # text after the cursor
+    started = replace(new_line, prefix="x = 1\nto")
+    assert cells_below_shown(started, "never") == ()
+    assert cells_below_shown(started, "always") == below
+    rule = "not_on_empty_line"
+    assert cells_below_shown(new_line, rule) == ()
+    assert cells_below_shown(replace(new_line, prefix="for i in x:\n    "), rule) == ()  # a block
+    assert cells_below_shown(started, rule) == below  # a started line
+    assert cells_below_shown(replace(new_line, suffix="y = 2"), rule) == below  # text after
 
 
-def test_the_service_prompt_leaves_the_cells_below_out_of_an_empty_line(service):
+def test_the_service_prompt_shows_the_cells_below_only_under_another_layout(service):
     below = (Cell("code", "print(total)"),)
 
-    def kinds(prefix):
+    def kinds(service, prefix):
         report = service.context_report(CompletionRequest(prefix=prefix, cells_below=below))
         return [part["kind"] for part in report["parts"]]
-    assert "cell_below" not in kinds("total = 1\n")
-    assert "cell_below" in kinds("total = ")
+    assert "cell_below" not in kinds(service, "total = ")
+    shown = service.variant(PromptLayout(below="not_on_empty_line"), service.rules)
+    assert "cell_below" not in kinds(shown, "total = 1\n")
+    assert "cell_below" in kinds(shown, "total = ")
 
 
 def test_typing_one_more_character_reuses_the_prompt(service):

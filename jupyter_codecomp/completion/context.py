@@ -21,11 +21,10 @@ class Variables:
     kernel: str | None = None  # "fresh", "cached", "dead", "unknown", ... (None: no kernel named)
 
 
-def cells_below_shown(request: CompletionRequest,
-                      rule: str = "not_on_empty_line") -> tuple[Cell, ...]:
-    """The cells below, except on an empty line (`rule`: "not_on_empty_line"; "always" and
-    "never" are the evaluation's alternatives): there the model chooses what comes next, and the
-    lines below are what it copies instead. Measured on the corpus (benchmarks/RESULTS.md)."""
+def cells_below_shown(request: CompletionRequest, rule: str) -> tuple[Cell, ...]:
+    """The cells below that the prompt shows under `rule` (`PromptLayout.below`): "never", the
+    product's, or the evaluation's alternatives "not_on_empty_line" (on an empty line the model
+    chooses what comes next, and copied the lines below instead) and "always"."""
     if rule == "never" or (rule == "not_on_empty_line"
                            and is_empty_line(request.prefix, request.suffix)):
         return ()

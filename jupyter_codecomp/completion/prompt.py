@@ -46,7 +46,8 @@ class PromptLayout:
     markdown: Literal["comments", "drop"] = "comments"  # markdown cells as short comments, or out
     separator: Literal["marker", "blank"] = "marker"  # `# %%` before each cell, or a blank line
     variables: Literal["beside", "top", "none"] = "beside"  # before the current cell, or the prompt
-    below: Literal["not_on_empty_line", "always", "never"] = "not_on_empty_line"
+    # The cells below: measured on the corpus, mid-line the model copied from them (RESULTS.md).
+    below: Literal["never", "not_on_empty_line", "always"] = "never"
     heal: bool = True  # token healing of the prefix's last token
     budget_above: int = 1024  # tokens of cells above
 

@@ -86,7 +86,8 @@ class ExampleCutter:
             kind = "plain"
         else:
             prompt = self.fim_builder.build(request.prefix, request.suffix, request.cells,
-                                            cells_below_shown(request))
+                                            cells_below_shown(request,
+                                                              self.fim_builder.layout.below))
             target = self.encode(prompt.heal + task.target)
             if self.end_id is not None:
                 target.append(self.end_id)
