@@ -32,7 +32,7 @@ COVERAGE_FLOOR = 30.0  # shown on at least 3 tasks in 10
 
 
 def load(paths: list[Path]) -> list[Result]:
-    """The results of one run, or of its two ends (`--reverse`): a task both ran counts once."""
+    """The results of one run, or of its shards (`--shard K/N`); a task in two counts once."""
     fields = set(Task.__dataclass_fields__)
     results: dict[tuple, Result] = {}
     for path in paths:

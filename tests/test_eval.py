@@ -160,6 +160,9 @@ def test_eval_of_one_kind_scores_the_same_tasks_as_a_full_run(tmp_path, test_mod
     wrong = run_eval(str(path), "--model", str(test_model.path), "--variants", "cell,above+cells")
     assert wrong.returncode != 0
     assert "unknown variant part 'cells' in 'above+cells'" in wrong.stderr
+    wrong = run_eval(str(path), "--model", str(test_model.path), "--shard", "3/2")
+    assert wrong.returncode != 0
+    assert "--shard '3/2' is not K/N" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def _result(kind, variant, exact, notebook="nb.ipynb", cell=0, logprob=-0.1, text="x"):
@@ -216,8 +219,8 @@ def test_a_path_may_set_its_own_task_count(tmp_path):
     assert counts == {first: 7, second: 3}
 
 
-def test_a_reversed_run_scores_the_same_tasks_from_the_other_end(tmp_path):
-    """Two processes on the two ends of a long run merge into the run (FakeEngine: no model)."""
+def test_shards_split_a_run_into_disjoint_whole_notebooks(tmp_path):
+    """N processes side by side score exactly the run's tasks (FakeEngine: no model)."""
     from jupyter_codecomp.completion.fake_engine import FIM_TOKENS, FakeEngine
     from jupyter_codecomp.completion.service import CompletionService
     from jupyter_codecomp.models.recipes import PromptFormat
@@ -227,12 +230,15 @@ def test_a_reversed_run_scores_the_same_tasks_from_the_other_end(tmp_path):
                        fim_middle=FIM_TOKENS[2], stop_tokens=("<|endoftext|>",))
     service = CompletionService(FakeEngine(lambda prompt: "score >= 70\n"), fmt, "fake")
     (tmp_path / "b").mkdir()
-    paths = [write_notebook(tmp_path / "a.ipynb"), write_notebook(tmp_path / "b" / "c.ipynb")]
+    for path in (tmp_path / "a.ipynb", tmp_path / "b" / "c.ipynb", tmp_path / "b" / "d.ipynb"):
+        write_notebook(path)
     counts = notebook_counts([str(tmp_path / "a.ipynb"), str(tmp_path / "b")], 4)
-    runs = [evaluate(service, counts, variants=["product", "naive"], kernel=False, seed=0,
-                     per_notebook=4, cell_timeout=10, reverse=reverse) for reverse in (False, True)]
-    keys = [[(r["notebook"], r["cell"], r["prefix"], r["variant"]) for r in run["results"]]
-            for run in runs]
-    assert sorted(keys[0]) == sorted(keys[1]) and keys[0] != keys[1]
-    assert keys[0][0][0] == str(paths[0]) and keys[1][0][0] == str(paths[1])
-    assert runs[0]["tasks"] == len(keys[0]) // 2
+
+    def keys(shard):
+        run = evaluate(service, counts, variants=["product", "naive"], kernel=False, seed=0,
+                       per_notebook=4, cell_timeout=10, shard=shard)
+        return [(r["notebook"], r["cell"], r["prefix"], r["variant"]) for r in run["results"]]
+    whole, first, second = keys((1, 1)), keys((1, 2)), keys((2, 2))
+    assert first and second and not set(first) & set(second)
+    assert sorted(first + second) == sorted(whole)
+    assert {k[0] for k in first}.isdisjoint({k[0] for k in second})  # whole notebooks

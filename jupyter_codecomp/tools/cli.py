@@ -235,10 +235,10 @@ class EvalApp(_Base):
                                       "as PATH:N draws N from each of its notebooks.",
                              ).tag(config=True)
     cell_timeout = Int(60, help="Seconds a notebook cell may run.").tag(config=True)
-    reverse = Bool(False, help="Run the notebooks from the last one back (the same tasks): a "
-                               "second process on the other end of a long run.").tag(config=True)
-    flags = {"kernel": ({"EvalApp": {"kernel": True}}, kernel.help),
-             "reverse": ({"EvalApp": {"reverse": True}}, reverse.help)}
+    shard = Unicode("1/1", help="K/N: run the K-th of N parts of the tasks (whole notebooks, "
+                                "balanced), for N processes side by side; merge their "
+                                "results.json with benchmarks/quality_tables.py.").tag(config=True)
+    flags = {"kernel": ({"EvalApp": {"kernel": True}}, kernel.help)}
     aliases = {
         **_Base.aliases,
         "variants": "EvalApp.variants",
@@ -248,6 +248,7 @@ class EvalApp(_Base):
         "seed": "EvalApp.seed",
         "tasks-per-notebook": "EvalApp.tasks_per_notebook",
         "cell-timeout": "EvalApp.cell_timeout",
+        "shard": "EvalApp.shard",
     }
 
     def run(self):
@@ -270,6 +271,7 @@ class EvalApp(_Base):
                                     fix="use product, naive, cell, or above, below, variables "
                                         "joined with '+', options as /field=value") from None
         kinds = tuple(_choices(self.kinds, KINDS, "kind"))
+        shard = self._shard()
         variants = [v for v in parsed if self.kernel or "variables" not in parsed[v].parts]
         if len(variants) < len(parsed):
             console.print("[yellow]the variables variants need --kernel; skipped[/]")
@@ -283,10 +285,18 @@ class EvalApp(_Base):
                               seed=self.seed, per_notebook=self.tasks_per_notebook,
                               cell_timeout=self.cell_timeout, kinds=kinds, mode=self.mode,
                               progress=progress, checkpoint=lambda partial: write_json(
-                                  partial, Path(self.out)), reverse=self.reverse)
+                                  partial, Path(self.out)), shard=shard)
         json_path, png_path = write_outputs(report, Path(self.out))
         print_report(report, Console(width=max(160, Console().width)), console)
         console.print(f"wrote {json_path} and {png_path}")
+
+
+    def _shard(self) -> tuple[int, int]:
+        k, _, n = self.shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+            raise CodecompError(f"--shard {self.shard!r} is not K/N with 1 <= K <= N",
+                                fix="e.g. --shard 1/2 in one process and --shard 2/2 in another")
+        return int(k), int(n)
 
 
 def _listed(text: str) -> list[str]:

@@ -215,6 +215,20 @@ def draw_tasks(notebooks: list[Path] | dict[Path, int], seed: int, per_notebook:
     return runs
 
 
+def shard_of(runs: dict[Path, NotebookRun], shard: tuple[int, int]) -> dict[Path, NotebookRun]:
+    """Part `k` (from 1) of `n`: whole notebooks (each keeps its KV cache), balanced by task
+    count, so that n processes run a long evaluation side by side; their results merge."""
+    k, n = shard
+    loads = [0] * n
+    mine = set()
+    for path, run in sorted(runs.items(), key=lambda item: -len(item[1].tasks)):
+        part = loads.index(min(loads))
+        loads[part] += len(run.tasks)
+        if part == k - 1:
+            mine.add(path)
+    return {path: run for path, run in runs.items() if path in mine}
+
+
 def run_task(service, variant: Variant, task: Task, cells: list[Cell], variables: Variables,
              mode: str, memo: dict) -> Result:
     """One task under one variant. A variant whose prompt, rules and mode are another's on this
@@ -244,23 +258,23 @@ def run_task(service, variant: Variant, task: Task, cells: list[Cell], variables
 def evaluate(service, notebooks: list[Path] | dict[Path, int], *, variants: list[str],
              kernel: bool, seed: int, per_notebook: int, cell_timeout: float,
              kinds: tuple[str, ...] = ("line", "mid"), mode: str = "auto",
-             progress=None, checkpoint=None, reverse: bool = False) -> dict:
+             progress=None, checkpoint=None, shard: tuple[int, int] = (1, 1)) -> dict:
     """The report of the run; `checkpoint`, if given, receives the report so far every
-    `CHECKPOINT_TASKS` tasks (a long run stopped early still leaves its figures). `reverse` runs
-    the same tasks from the last notebook back: a second process on the other end of a long run
-    (their results.json merge in `benchmarks/quality_tables.py`)."""
+    `CHECKPOINT_TASKS` tasks (a long run stopped early still leaves its figures). `shard` (k, n)
+    runs the k-th of n parts of the tasks (`shard_of`; the parts' results.json merge in
+    `benchmarks/quality_tables.py`)."""
     started = time.perf_counter()
     parsed = [parse_variant(v, service.layout, kernel) for v in variants]
     if any("variables" in v.parts for v in parsed) and not kernel:
         raise ValueError("the variables variants need a kernel")
     services = {v.name: service.variant(v.layout, v.rules) for v in parsed}
-    runs = draw_tasks(notebooks, seed, per_notebook, kinds)
+    runs = shard_of(draw_tasks(notebooks, seed, per_notebook, kinds), shard)
     total = sum(len(r.tasks) for r in runs.values())
     bar = progress.add_task("evaluating", total=total) if progress else None
     results: list[Result] = []
     baseline: list[Result] = []
     finished: dict[Path, NotebookRun] = {}
-    for path, run in (reversed(runs.items()) if reverse else runs.items()):
+    for path, run in runs.items():
         nb_kernel = NotebookKernel(cell_timeout, path.parent) if kernel else None
         executed = 0
         try:
