@@ -54,9 +54,6 @@ class CodecompConfig(Configurable):
     context_tokens = Int(
         _DEFAULTS.context_tokens, help="Token budget for cells above the current one."
     ).tag(config=True)
-    context_tokens_below = Int(
-        _DEFAULTS.context_tokens_below, help="Token budget for cells below."
-    ).tag(config=True)
     context_length = Int(
         _DEFAULTS.context_length, help="KV cache length: prompt plus generated tokens."
     ).tag(config=True)

@@ -125,7 +125,7 @@ def test_the_naive_layout_is_the_cells_above_as_plain_code(tokenizer):
     assert text_of(tokenizer, prompt) == (
         "<|fim_prefix|>import pandas as pd\n\nsales = pd.read_csv('s.csv')\n\ntotal = sales"
         "<|fim_suffix|>\nprint(total)\n<|fim_middle|>")
-    assert builder(tokenizer, layout=NAIVE).budget_above == 1500
+    assert builder(tokenizer, layout=NAIVE).layout.budget_above == 1500
 
 
 def test_layout_options_each_change_one_thing(tokenizer):

@@ -28,6 +28,7 @@ from typing import Literal, get_args, get_type_hints
 
 from ..models.recipes import PromptFormat
 from .protocol import Cell
+from .settings import ServiceSettings
 
 MARKDOWN_MAX_LINES = 3
 MARKDOWN_MAX_CHARS = 240
@@ -49,7 +50,8 @@ class PromptLayout:
     # The cells below: measured on the corpus, mid-line the model copied from them (RESULTS.md).
     below: Literal["never", "not_on_empty_line", "always"] = "never"
     heal: bool = True  # token healing of the prefix's last token
-    budget_above: int = 1024  # tokens of cells above
+    budget_above: int = ServiceSettings.context_tokens  # tokens of cells above
+    budget_below: int = 256  # tokens of cells below, where `below` shows them
 
     def with_options(self, options: dict[str, str]) -> PromptLayout:
         """A copy with `options` (from the evaluation's variant names) applied; ValueError names
@@ -108,7 +110,7 @@ class PromptBuilder:
         fmt: PromptFormat,
         *,
         budget_above: int | None = None,
-        budget_below: int = 256,
+        budget_below: int | None = None,
         above_step: int = 4,
         layout: PromptLayout = PromptLayout(),
     ):
@@ -117,9 +119,9 @@ class PromptBuilder:
         self.decode_one = decode_one
         if budget_above is not None:
             layout = replace(layout, budget_above=budget_above)
+        if budget_below is not None:
+            layout = replace(layout, budget_below=budget_below)
         self.layout = layout
-        self.budget_above = layout.budget_above
-        self.budget_below = budget_below
         self.above_step = above_step
         self._special = {
             name: token_id(tok)
@@ -142,9 +144,10 @@ class PromptBuilder:
         variables: str = "",
     ) -> Prompt:
         parts: list[PromptPart] = []
-        above, above_parts = self._select(cells, self.budget_above, "cell_above", above=True)
-        below, below_parts = self._select(cells_below, self.budget_below, "cell_below", above=False)
         layout = self.layout
+        above, above_parts = self._select(cells, layout.budget_above, "cell_above", above=True)
+        below, below_parts = self._select(cells_below, layout.budget_below, "cell_below",
+                                          above=False)
         # "beside": between the cells above and the current cell: near the cursor, and after the
         # part of the prompt that running a cell leaves unchanged, so the engine still reuses the
         # cells above when the kernel state changes.

@@ -60,7 +60,6 @@ class CompletionService:
             tokenizer.token_to_id,
             lambda i: tokenizer.decode([i], skip_special_tokens=False),
             fmt,
-            budget_below=settings.context_tokens_below,
             layout=self.layout,
         )
         self.stop_ids = frozenset(

@@ -18,7 +18,6 @@ class ServiceSettings:
     block_max_new_tokens: int = 160  # default cap for a block
     max_new_tokens_limit: int = 256  # the most a request may ask for
     context_tokens: int = 1024  # cells above
-    context_tokens_below: int = 256
     context_length: int = 4096  # KV cache: prompt plus generated tokens
     kv_cache_slots: int = 4  # notebooks whose KV cache is kept
     speculative: bool = True  # a pairing model's drafter drafts (False: the verifier alone)
