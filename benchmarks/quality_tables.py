@@ -5,8 +5,8 @@
 The run's tasks are split in two: `tune` (the project's notebooks and pandas-exercises), on which
 the prompt decisions, the confidence statistic and the default threshold are chosen, and
 `confirm` (handson-ml3 chapters 13-16), on which nothing was chosen; `corpora` is both course
-corpora (pandas-exercises and handson-ml3), without the project's notebooks. Every comparison is paired (product - naive) with
-a bootstrap 95 % interval of the difference.
+corpora (pandas-exercises and handson-ml3), without the project's notebooks. Every comparison is
+paired (variant - baseline) with a bootstrap 95 % interval of the difference.
 """
 
 from __future__ import annotations
