@@ -154,13 +154,14 @@ def _service(engine):
 
 def test_an_alternative_replaces_a_first_one_cut_to_nothing():
     from jupyter_codecomp.completion.protocol import CompletionRequest
+    from jupyter_codecomp.completion.service import FALLBACK_ALTERNATIVES
 
     # The first alternative repeats the line below (cut to nothing), the second is code.
     engine = _Alternatives(["print(a)\n", "b = a + 1\n", "c = 3\n"])
     request = CompletionRequest(prefix="a = 1\n", suffix="\nprint(a)", mode="line")
     reply = _service(engine).complete(request)
     assert [c.text for c in reply.completions] == ["b = a + 1"]
-    assert engine.asked == [1, 3]
+    assert engine.asked == [1, FALLBACK_ALTERNATIVES]
     # A first alternative with text: one generation, no fallback.
     engine = _Alternatives(["b = 2\n", "c = 3\n"])
     assert _service(engine).complete(request).completions[0].text == "b = 2"
