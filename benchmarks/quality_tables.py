@@ -29,6 +29,9 @@ SPLITS = {"tune": ("project", "pandas"), "confirm": ("handson",),
           "corpora": ("pandas", "handson"), "all": ("project", "pandas", "handson")}
 PRECISION_FLOOR = 40.0  # the issue's targets: at least 2 in 5 suggestions shown are right,
 COVERAGE_FLOOR = 30.0  # shown on at least 3 tasks in 10
+# Coverage kept above the floor on the tune split: other notebooks (the held-out check) differ,
+# and a threshold just over the floor there may fall under it elsewhere.
+COVERAGE_MARGIN = 3.0
 
 
 def load(paths: list[Path]) -> list[Result]:
@@ -107,9 +110,9 @@ def average_precision(results: list[Result], variant: str, statistic: str) -> fl
 
 
 def choose_threshold(curve: list[dict]) -> dict | None:
-    """The most selective threshold that still meets the targets (coverage and precision
-    floors): a student sees as few wrong suggestions as the coverage floor allows."""
-    meets = [p for p in curve if p["coverage"] >= COVERAGE_FLOOR
+    """The most selective threshold that still meets the targets (coverage, with its margin, and
+    precision floors): a student sees as few wrong suggestions as the coverage floor allows."""
+    meets = [p for p in curve if p["coverage"] >= COVERAGE_FLOOR + COVERAGE_MARGIN
              and p["precision"] >= PRECISION_FLOOR]
     return meets[-1] if meets else None
 
@@ -134,7 +137,8 @@ def confidence_section(results: list[Result], variant: str, chart: Path | None) 
         all_right = sum(r.exact for r in confirm if r.variant == variant
                         and r.task.kind in ("line", "mid") and not r.empty)
         out.append(f"\nchosen threshold (tune split, the highest with coverage >= "
-                   f"{COVERAGE_FLOOR:.0f} % and precision >= {PRECISION_FLOOR:.0f} %): "
+                   f"{COVERAGE_FLOOR + COVERAGE_MARGIN:.0f} % and precision >= "
+                   f"{PRECISION_FLOOR:.0f} %): "
                    f"{pick['threshold']:.2f} (tune: "
                    f"coverage {pick['coverage']} %, precision {pick['precision']} %); on the "
                    f"confirm split: "
