@@ -66,7 +66,9 @@ class HttpEngine:
     fallback_reason = None
 
     def __init__(self, url: str, tokenizer: Tokenizer, *, api_key: str = "", model: str = "",
-                 cache_salt: str = "", connect_timeout: float = 3.0, read_timeout: float = 15.0):
+                 cache_salt: str = "",
+                 connect_timeout: float = ServiceSettings.engine_connect_timeout,
+                 read_timeout: float = ServiceSettings.engine_read_timeout):
         self.url = url.rstrip("/")
         self.providers = [self.url]
         self.tokenizer = tokenizer

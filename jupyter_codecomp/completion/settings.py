@@ -30,6 +30,9 @@ class ServiceSettings:
     engine_api_key: str = field(default="", repr=False)  # sent as a Bearer token
     engine_model: str = ""  # the served model's name ("" lets the engine choose its only one)
     # Connection refused is instant; a connect timeout covers a host that drops packets. The read
-    # timeout bounds the wait between two streamed tokens, a cold prefill included.
+    # timeout bounds the wait between two streamed tokens, a cold prefill and the engine's queue
+    # included. Measured (benchmarks/class_load.py, 32 students on one 2-core llama.cpp): a class
+    # opening its notebooks at once queues 2,100 prompt tokens, about 16 s here; with 15 s every
+    # request failed and no last keystroke was answered, with 60 s none failed and all were.
     engine_connect_timeout: float = 3.0
-    engine_read_timeout: float = 15.0
+    engine_read_timeout: float = 60.0
