@@ -290,7 +290,6 @@ class EvalApp(_Base):
         print_report(report, Console(width=max(160, Console().width)), console)
         console.print(f"wrote {json_path} and {png_path}")
 
-
     def _shard(self) -> tuple[int, int]:
         k, _, n = self.shard.partition("/")
         if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
