@@ -1,7 +1,7 @@
 """A class on one machine: N students, each with their own Jupyter server, typing at once.
 
     python benchmarks/class_load.py [--model smollm2-135m] [--students 1 8] [--shared-only 32]
-                                    [--inprocess-budget-mb 6000] [--threads 2]
+                                    [--inprocess-budget-mb 8000] [--threads 2]
 
 Each student's server is a real `jupyter server` process with the extension. Each student types
 `api_latency.LINE` into their own notebook (different first cell: no shared prefix), one
@@ -230,7 +230,7 @@ def main() -> None:
     parser.add_argument("--students", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--shared-only", type=int, nargs="*", default=[],
                         help="sizes run only against the shared engine")
-    parser.add_argument("--inprocess-budget-mb", type=float, default=6000,
+    parser.add_argument("--inprocess-budget-mb", type=float, default=8000,
                         help="skip in-process runs whose N model copies would exceed this")
     parser.add_argument("--interval", type=float, default=0.12, help="seconds between keystrokes")
     parser.add_argument("--threads", type=int, default=2)
