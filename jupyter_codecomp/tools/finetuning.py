@@ -117,9 +117,7 @@ def export_stopped_run(job: FinetuneJob, store: ModelStore, console: Console,
     if not (run_dir / STATE).is_file():
         raise CodecompError(f"no stopped run named {job.name} in {run_dir.parent}")
     state = torch.load(run_dir / STATE, weights_only=False, map_location="cpu")
-    train_nbs, val_nbs = split_notebooks(collect_notebooks(job.notebooks), job.hp.seed)
-    data = [{"path": str(p.resolve()), "sha256": file_sha256(p), "split": split}
-            for split, paths in (("train", train_nbs), ("validation", val_nbs)) for p in paths]
+    data = data_record(*split_notebooks(collect_notebooks(job.notebooks), job.hp.seed))
     info = {"base": base.manifest.name, "data": data, "hyperparameters": asdict(job.hp),
             "device": job.device, "steps": state["step"], "best_step": state["best_step"],
             "stopped": "interrupted", "val_loss_before": state["initial_val_loss"],
@@ -152,12 +150,9 @@ def _check_held_out(training: list[Path], evaluation: list[Path]) -> None:
 
 def finetune_info(job: FinetuneJob, base: ModelDir, hp: Hyperparameters, result: TrainingResult,
                   corpus: Corpus, trials: list[dict]) -> dict:
-    data = [{"path": str(p.resolve()), "sha256": file_sha256(p),
-             "split": "train" if p in corpus.train_notebooks else "validation"}
-            for p in corpus.train_notebooks + corpus.validation_notebooks]
     return {
         "base": base.manifest.name,
-        "data": data,
+        "data": data_record(corpus.train_notebooks, corpus.validation_notebooks),
         "examples": {"train": len(corpus.train), "validation": len(corpus.validation),
                      **corpus.counts},
         "hyperparameters": asdict(hp),
@@ -172,6 +167,12 @@ def finetune_info(job: FinetuneJob, base: ModelDir, hp: Hyperparameters, result:
         "peak_rss_mb": result.peak_rss_mb,
         "search": trials,
     }
+
+
+def data_record(train: list[Path], validation: list[Path]) -> list[dict]:
+    """Each notebook trained or validated on, with its sha256: what the manifest records."""
+    return [{"path": str(p.resolve()), "sha256": file_sha256(p), "split": split}
+            for split, paths in (("train", train), ("validation", validation)) for p in paths]
 
 
 def write_manifest_info(model: ModelDir, info: dict) -> None:
