@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from labdriver import LabPage, chromium_available, launch_browser, start_lab  # noqa: E402
+
+from jupyter_codecomp.tools.eval_stats import bootstrap_median_ci  # noqa: E402
 
 PLUGIN = "jupyter-codecomp:plugin"
 SETUP: list[str | tuple[str, str]] = [
@@ -129,12 +130,11 @@ def paired(name: str, new: list[float | None], old: list[float | None]) -> str:
     if len(pairs) < 3:
         return f"  {name}: too few pairs ({len(pairs)})"
     diffs = [a - b for a, b in pairs]
-    rng = random.Random(0)
-    boot = sorted(statistics.median(rng.choices(diffs, k=len(diffs))) for _ in range(2000))
+    low, high = bootstrap_median_ci(diffs)
     new_median = statistics.median(a for a, _ in pairs)
     ratio = statistics.median(b for _, b in pairs) / max(1e-9, new_median)
     return (f"  {name}: median difference {statistics.median(diffs):+.0f} ms "
-            f"(95% CI {boot[50]:+.0f} to {boot[1949]:+.0f}), {ratio:.1f}x faster, "
+            f"(95% CI {low:+.0f} to {high:+.0f}), {ratio:.1f}x faster, "
             f"{len(pairs)} pairs")
 
 

@@ -20,6 +20,8 @@ import os
 import random
 import statistics
 
+from jupyter_codecomp.tools.eval_stats import bootstrap_median_ci
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TARGET = 1.5
 
@@ -42,9 +44,7 @@ def tasks(engine, count: int, seed: int = 0) -> list[list[int]]:
 def bootstrap_ratio(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float]:
     """Median of per-task ratios a/b and a 95 % bootstrap interval of it."""
     ratios = [x / y for x, y in zip(a, b)]
-    rng = random.Random(seed)
-    draws = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
-    return statistics.median(ratios), draws[50], draws[1949]
+    return (statistics.median(ratios), *bootstrap_median_ci(ratios, seed))
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,13 @@ import nbformat
 import pytest
 
 from jupyter_codecomp.completion.prompt import NAIVE
-from jupyter_codecomp.tools.eval_stats import bootstrap_ci, coverage_precision, paired, summarize
+from jupyter_codecomp.tools.eval_stats import (
+    bootstrap_ci,
+    bootstrap_median_ci,
+    coverage_precision,
+    paired,
+    summarize,
+)
 from jupyter_codecomp.tools.eval_tasks import (
     Result,
     Task,
@@ -168,6 +175,14 @@ def test_eval_of_one_kind_scores_the_same_tasks_as_a_full_run(tmp_path, test_mod
 def _result(kind, variant, exact, notebook="nb.ipynb", cell=0, logprob=-0.1, text="x"):
     task = Task(notebook, cell, kind, f"p{cell}", "", "x")
     return Result(task, variant, text, exact, float(exact), exact, 1.0, logprobs=(logprob,))
+
+
+def test_the_median_interval_of_the_benchmarks():
+    # Latencies with two slow outliers: the interval stays around the median, not the mean.
+    values = [100.0 + k for k in range(30)] + [5000.0, 9000.0]
+    low, high = bootstrap_median_ci(values)
+    assert 100 <= low <= statistics.median(values) <= high <= 135
+    assert bootstrap_median_ci(values) == (low, high)  # seeded
 
 
 def test_paired_differences_and_their_interval():
