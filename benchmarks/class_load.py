@@ -38,13 +38,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 from api_latency import CELLS, LINE, Server, free_port, pct  # noqa: E402
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (a server's kernels, if any)."""
-    total = 0.0
-    for p in [pid, *_children(pid)]:
+@dataclass
+class Memory:
+    """A process's and its children's memory, MB. RSS counts a page every process maps (Python,
+    the libraries) once per process; PSS shares it out among them, so PSS adds up to what the
+    machine holds."""
+
+    rss: float = 0.0
+    pss: float = 0.0
+
+    def __add__(self, other: Memory) -> Memory:
+        return Memory(self.rss + other.rss, self.pss + other.pss)
+
+
+def memory_mb(pid: int) -> Memory:
+    total = Memory()
+    for p in [pid, *_children(pid)]:  # a server's kernels, if any
         try:
-            text = Path(f"/proc/{p}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+            rss, pss = (int(re.search(rf"^{k}:\s+(\d+)", text, re.M).group(1)) / 1024
+                        for k in ("Rss", "Pss"))
+            total += Memory(rss, pss)
         except (OSError, AttributeError):
             pass
     return total
@@ -151,13 +165,14 @@ async def type_line(server: Server, student: int, interval: float) -> StudentRun
 
 
 async def measure(label: str, servers: list[Server], engine: SharedEngine | None,
-                  interval: float) -> None:
+                  interval: float) -> Memory | None:
+    """One setup typed through; returns the memory of all its processes (None: not ready)."""
     settled = ("ready", "failed", "engine_unavailable")
     statuses = await asyncio.gather(*(s.wait_ready(settled) for s in servers))
     failed = [s for s in statuses if s["state"] != "ready"]
     if failed:
         print(f"{label}: {len(failed)} server(s) not ready: {failed[0].get('error')}")
-        return
+        return None
     tokens_before = engine.tokens() if engine else (0, 0)
     started = time.perf_counter()
     runs = await asyncio.gather(*(type_line(s, i, interval) for i, s in enumerate(servers)))
@@ -175,27 +190,33 @@ async def measure(label: str, servers: list[Server], engine: SharedEngine | None
     print(f"  superseded {sum(r.superseded for r in runs)}, errors {len(errors)}"
           + (f" (e.g. {errors[0][:100]})" if errors else "")
           + f", last keystroke answered for {sum(r.last_answered for r in runs)} of {len(runs)}")
-    student_rss = [rss_mb(s.proc.pid) for s in servers]
-    engine_rss = rss_mb(engine.proc.pid) if engine else 0.0
-    print("  RSS MB per student server: " + " ".join(f"{v:.0f}" for v in student_rss))
-    total = sum(student_rss) + engine_rss
-    print(f"  RSS MB: students {sum(student_rss):.0f}"
-          + (f" + engine {engine_rss:.0f}" if engine else "")
-          + f" = total {total:.0f}, per student {total / len(servers):.0f}")
+    students = [memory_mb(s.proc.pid) for s in servers]
+    engine_memory = memory_mb(engine.proc.pid) if engine else Memory()
+    total = sum(students, Memory()) + engine_memory
+    for kind in ("rss", "pss"):
+        name = kind.upper()
+        print(f"  {name} MB per student server: "
+              + " ".join(f"{getattr(v, kind):.0f}" for v in students))
+        print(f"  {name} MB: students {sum(getattr(v, kind) for v in students):.0f}"
+              + (f" + engine {getattr(engine_memory, kind):.0f}" if engine else "")
+              + f" = total {getattr(total, kind):.0f}, per student "
+              f"{getattr(total, kind) / len(servers):.0f}")
     if engine:
         prompt, generated = (a - b for a, b in zip(engine.tokens(), tokens_before))
         print(f"  engine: {prompt:.0f} prompt tokens ({prompt / elapsed:.0f}/s), {generated:.0f} "
               f"generated ({generated / elapsed:.1f}/s) over the run")
+    return total
 
 
 async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
     """Both setups for n students; returns the measured RSS of one in-process server."""
+    inprocess = None
     if n not in args.shared_only and (inprocess_mb is None or
                                       n * inprocess_mb <= args.inprocess_budget_mb):
         servers = [Server(args.model, args.threads) for _ in range(n)]
         try:
-            await measure("in-process engines", servers, None, args.interval)
-            inprocess_mb = max(rss_mb(s.proc.pid) for s in servers)
+            inprocess = await measure("in-process engines", servers, None, args.interval)
+            inprocess_mb = max(memory_mb(s.proc.pid).rss for s in servers)
         finally:
             for s in servers:
                 s.stop()
@@ -203,15 +224,21 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
         print(f"\n== in-process engines: {n} students skipped ({n} x {inprocess_mb or 0:.0f} MB "
               f"over the {args.inprocess_budget_mb} MB budget, or --shared-only)")
     engine = SharedEngine(args.model, n, args.engine_threads, args.ctx_size)
-    timeout = {"engine_read_timeout": args.engine_read_timeout} if args.engine_read_timeout else {}
-    servers = [Server(args.model, args.threads, engine_url=engine.url, **timeout)
+    options = dict(option.split("=", 1) for option in args.student_config)
+    servers = [Server(args.model, args.threads, engine_url=engine.url, **options)
                for _ in range(n)]
     try:
-        await measure(f"shared engine (serve --parallel {n})", servers, engine, args.interval)
+        shared = await measure(f"shared engine (serve --parallel {n})", servers, engine,
+                               args.interval)
     finally:
         for s in servers:
             s.stop()
         engine.stop()
+    if inprocess and shared:
+        print(f"\n== {n} students, total memory: in-process / shared = "
+              f"{inprocess.rss:.0f} / {shared.rss:.0f} MB = {inprocess.rss / shared.rss:.1f}x "
+              f"(RSS); {inprocess.pss:.0f} / {shared.pss:.0f} MB = "
+              f"{inprocess.pss / shared.pss:.1f}x (PSS)")
     return inprocess_mb
 
 
@@ -238,8 +265,9 @@ def main() -> None:
     # llama.cpp's threads wait for each other at every layer: on this 2-core machine shared with
     # other jobs, 2 threads made a 16-token completion 20-40x slower than 1 (same run).
     parser.add_argument("--engine-threads", type=int, default=1)
-    parser.add_argument("--engine-read-timeout", type=float, default=0,
-                        help="the students' engine_read_timeout (0: the product's default)")
+    parser.add_argument("--student-config", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="CodecompConfig settings of the shared engine's students, e.g. "
+                             "engine_read_timeout=15 engine_tokenize=False")
     asyncio.run(main_async(parser.parse_args()))
 
 

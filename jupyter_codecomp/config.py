@@ -83,6 +83,12 @@ class CodecompConfig(Configurable):
     engine_model = Unicode(
         _DEFAULTS.engine_model, help="The engine's served model name (vLLM --served-model-name)."
     ).tag(config=True)
+    engine_tokenize = Bool(
+        _DEFAULTS.engine_tokenize,
+        help="Have engine_url's /tokenize encode the prompt (llama.cpp's server and vLLM have "
+        "one), so that this server does not load the model's tokenizer (about 45 MB for "
+        "Qwen). False: tokenize here, for an engine without /tokenize.",
+    ).tag(config=True)
     engine_connect_timeout = Float(
         _DEFAULTS.engine_connect_timeout, help="Seconds to connect to engine_url."
     ).tag(config=True)

@@ -10,11 +10,13 @@ task") and its /slots, not from timing.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -221,6 +223,81 @@ async def test_cancel_and_supersede_free_the_engine_slot(jp_fetch, jp_ws_fetch, 
     assert both["s1"][-1].get("cancelled") is True and "reply" in both["s2"][-1]
     engine.wait_idle()
     assert engine.cancels() >= cancels + 2
+
+
+# Text a tokenizer may split differently: accents, CJK, emoji, a lone combining mark, runs of
+# spaces and tabs, CRLF, a literal special token, digits, and a cell over the context budget.
+TRICKY_CELLS = [
+    "naïve = 'café'  # 数据 🐍🐼\r\n\tx  =   1\u0301",
+    "<|endoftext|> is text here; so is <|im_start|>",
+    "n = 12345678901234567890\n" + "    " * 9 + "deep()",
+    "\n".join(f"row_{i} = df.loc[{i}, 'Ünïcödé']" for i in range(400)),
+]
+
+
+async def test_the_engine_tokenizes_as_the_model_does(jp_fetch, jp_serverapp, engine):
+    """By default the engine's /tokenize encodes (the server holds no tokenizer); the prompt is
+    the one the model's own tokenizer builds, token for token."""
+    body = {"prefix": "total = naïve + 数", "suffix": "  # 🐍\n",
+            "cells": [{"cell_type": "code", "source": c} for c in TRICKY_CELLS]}
+
+    async def context() -> dict:
+        return json.loads((await jp_fetch("codecomp", "context", method="POST",
+                                          body=json.dumps(body))).body)
+
+    await wait_ready(jp_fetch)
+    assert jp_serverapp.web_app.settings["codecomp"].service().engine.local_tokenizer is None
+    remote = await context()
+    use_engine(jp_serverapp, engine.url, engine_tokenize=False)
+    local = await context()
+    assert remote["prompt_text"] == local["prompt_text"] and remote["heal"] == local["heal"]
+    assert remote["parts"] == local["parts"] and remote["prompt_tokens"] == local["prompt_tokens"]
+    assert remote["cells_dropped"] == local["cells_dropped"] >= 1  # the long cell is over budget
+    assert (await post(jp_fetch, body))["completions"] is not None  # and it completes
+
+
+async def test_an_engine_without_tokenize_says_what_to_set(jp_fetch, jp_serverapp):
+    """An OpenAI-compatible server that lists models but has no /tokenize (neither llama.cpp's
+    nor vLLM's: a stand-in, the one fake here) is named, with the setting that fixes it."""
+    with OpenAIWithoutTokenize() as url:
+        use_engine(jp_serverapp, url)
+        status = await status_of(jp_fetch)
+        assert status["state"] == "engine_unavailable"
+        assert "has no /tokenize" in status["error"] and "engine_tokenize" in status["fix"]
+        code, error = await error_of(jp_fetch, {"prefix": "x = "})
+        assert code == 503 and "engine_tokenize = False" in error["message"]
+
+
+class OpenAIWithoutTokenize(http.server.ThreadingHTTPServer):
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._answer(200 if self.path == "/v1/models" else 404)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._answer(404)
+
+            def _answer(self, code: int) -> None:
+                body = b'{"object": "list", "data": []}' if code == 200 else b"{}"
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> str:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
 
 
 # --- faults ---------------------------------------------------------------------------------

@@ -12,11 +12,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tokenizers import Tokenizer
-
 from .stopping import StoppingCriterion
 
 Streamer = Callable[[str], None]
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+
+
+class TextTokenizer(Protocol):
+    """What the pipeline uses of a tokenizer: `tokenizers.Tokenizer` is one, and so is
+    `http_engine.EngineTokenizer` (the shared engine encodes, a table decodes)."""
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> Encoded: ...
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = ...) -> str: ...
+
+    def token_to_id(self, token: str) -> int | None: ...
 
 
 @dataclass
@@ -38,7 +52,7 @@ class GenerationResult:
 
 
 class Engine(Protocol):
-    tokenizer: Tokenizer  # the one tokenizer for prompt building and generation
+    tokenizer: TextTokenizer  # the one tokenizer for prompt building and generation
     device: str  # "cpu", "cuda", or what a remote engine reports
     providers: list[str]
     fallback_reason: str | None  # why the asked-for device is not used, if it is not

@@ -3,6 +3,10 @@
 It implements `engine.Engine`, so the service builds the same prompt, from the same tokenizer, as
 it does for the in-process engine, and sends its token ids (both engines accept a list of token
 ids as `prompt`; vLLM rejects the OpenAI `suffix` parameter, so the FIM tokens are in the ids).
+- Tokenizing: the engine's `/tokenize` encodes (both engines have one, with the model's own
+  tokenizer: llama.cpp's gave the ids of ours on all 5,431 corpus cells) and a `TokenTable`
+  decodes, so a student's server does not hold the tokenizer's 45 MB (`EngineTokenizer`);
+  `engine_tokenize = False` loads it here instead, for an engine without `/tokenize`.
 - Streaming: `stream: true`, server-sent events read with httpx-sse; the product's stopping
   criteria run on every token (the ids come back in `logprobs`), and the stream is closed as
   soon as one stops it, or the request is cancelled or superseded: both engines abort a request
@@ -26,6 +30,8 @@ import logging
 import secrets
 import threading
 import time
+from array import array
+from collections import OrderedDict
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 
@@ -35,10 +41,11 @@ from tokenizers import Tokenizer
 
 from ..errors import Cancelled, EngineUnavailable
 from ..models.store import ModelDir
-from .engine import Candidate, GenerationResult, Streamer
+from .engine import Candidate, Encoded, GenerationResult, Streamer
 from .openai_reply import ReplyChunk, UnreadableReply, parse_chunk
 from .settings import ServiceSettings
 from .stopping import GenerationState, MaxNewTokens, StoppingCriterion, any_stops
+from .token_table import TokenTable
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +72,17 @@ class HttpEngine:
     device = "remote"
     fallback_reason = None
 
-    def __init__(self, url: str, tokenizer: Tokenizer, *, api_key: str = "", model: str = "",
-                 cache_salt: str = "",
+    def __init__(self, url: str, tokenizer: Tokenizer | TokenTable, *, api_key: str = "",
+                 model: str = "", cache_salt: str = "",
                  connect_timeout: float = ServiceSettings.engine_connect_timeout,
                  read_timeout: float = ServiceSettings.engine_read_timeout):
+        """`tokenizer`: the model's own, or its `TokenTable` to have the engine tokenize."""
         self.url = url.rstrip("/")
+        # /tokenize is at the server's root on both engines, beside /v1.
+        self.root = self.url.removesuffix("/v1")
         self.providers = [self.url]
-        self.tokenizer = tokenizer
+        self.local_tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else None
+        self.tokenizer = self.local_tokenizer or EngineTokenizer(tokenizer, self._tokenize_here)
         self.model = model
         self.cache_salt = cache_salt
         self.read_timeout = read_timeout
@@ -90,10 +101,13 @@ class HttpEngine:
     @classmethod
     def for_model(cls, model: ModelDir, settings: ServiceSettings) -> HttpEngine:
         """The engine at `settings.engine_url`, with the tokenizer of the built `model` (its
-        folder needs only codecomp.json and tokenizer.json: no weights in this process)."""
+        folder needs only codecomp.json and tokenizer.json: no weights in this process); with
+        `engine_tokenize`, only its `TokenTable` when it has one."""
+        path = model.path / "tokenizer.json"
+        table = TokenTable.read(path) if settings.engine_tokenize else None
         return cls(
             settings.engine_url,
-            _load_tokenizer(model.path / "tokenizer.json"),
+            table or _load_tokenizer(path),
             api_key=settings.engine_api_key,
             model=settings.engine_model,
             # One salt per server process, i.e. per student on a hub: unguessable, so nobody
@@ -139,10 +153,13 @@ class HttpEngine:
         return self.health.to_json(self.url)
 
     async def _probe(self) -> None:
+        """Reachable, and does it take our key (and tokenize, when it is to)?"""
         try:
             response = await self._client.get(f"{self.url}/models")
             if response.status_code >= 400:
                 raise self._http_error(response)
+            if self.local_tokenizer is None:
+                await self.tokenize("")
             self._ok()
         except EngineUnavailable as exc:
             self._failed(exc)
@@ -170,19 +187,46 @@ class HttpEngine:
         return body
 
     async def post(self, body: dict) -> ReplyChunk:
+        response = await self._send(f"{self.url}/completions", body)
         try:
-            response = await self._client.post(f"{self.url}/completions", json=body)
-            if response.status_code >= 400:
-                raise self._http_error(response)
             chunk = parse_chunk(response.text)
-        except httpx.HTTPError as exc:
-            raise self._failed(self._transport_error(exc)) from None
         except UnreadableReply as exc:
             raise self._failed(self._garbage(exc)) from None
-        except EngineUnavailable as exc:
-            raise self._failed(exc) from None
         self._ok()
         return chunk
+
+    async def tokenize(self, text: str) -> list[int]:
+        """`text`'s token ids, without special tokens added (a FIM marker in the text is one)."""
+        if self.local_tokenizer is not None:
+            return self.local_tokenizer.encode(text, add_special_tokens=False).ids
+        body = {"content": text, "add_special": False,  # llama.cpp's server
+                "prompt": text, "add_special_tokens": False}  # vLLM's
+        if self.model:
+            body["model"] = self.model
+        response = await self._send(f"{self.root}/tokenize", body)
+        try:
+            ids = response.json()["tokens"]
+            if not all(isinstance(i, int) for i in ids):
+                raise TypeError("tokens are not ids")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._failed(self._garbage(exc)) from None
+        return ids
+
+    def _tokenize_here(self, text: str) -> list[int]:
+        """`tokenize` for the service's threads (the prompt builder); never on this engine's
+        own loop, which it would block for good."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("tokenize on the engine's loop: await tokenize() there")
+        return self._run(self.tokenize(text))
+
+    async def _send(self, url: str, body: dict) -> httpx.Response:
+        try:
+            response = await self._client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise self._failed(self._transport_error(exc)) from None
+        if response.status_code >= 400:
+            raise self._failed(self._http_error(response))
+        return response
 
     async def stream(self, body: dict):
         """The reply's chunks as they arrive; leaving the loop early closes the connection."""
@@ -244,6 +288,11 @@ class HttpEngine:
                 f"{where} refused the API key (HTTP {code})",
                 fix="set c.CodecompConfig.engine_api_key or CODECOMP_ENGINE_API_KEY to the key "
                     "the engine was started with")
+        if code == 404 and response.request.url.path.endswith("/tokenize"):
+            return EngineUnavailable(
+                f"{where} has no /tokenize (HTTP 404)",
+                fix="set c.CodecompConfig.engine_tokenize = False: this server then tokenizes "
+                    "(with about 45 MB more memory)")
         if code == 404:
             return EngineUnavailable(
                 f"{where} has no {response.request.url.path} (HTTP 404)",
@@ -301,11 +350,10 @@ class _Generation:
             if text.startswith(self.heal):
                 starts.append([(token, logprob)])
             elif text and self.heal.startswith(text):
-                rest = self.engine.tokenizer.encode(self.heal[len(text):], add_special_tokens=False)
-                starts.append([(token, logprob)] + [(i, 0.0) for i in rest.ids])
+                rest = await self.engine.tokenize(self.heal[len(text):])
+                starts.append([(token, logprob)] + [(i, 0.0) for i in rest])
         if not starts:  # no top token fits: go on from the held-back text's own tokens
-            own = self.engine.tokenizer.encode(self.heal, add_special_tokens=False).ids
-            starts = [[(i, 0.0) for i in own]]
+            starts = [[(i, 0.0) for i in await self.engine.tokenize(self.heal)]]
         return starts
 
     async def _continue(self, start: list[tuple[int, float]], streamer) -> Candidate:
@@ -328,8 +376,7 @@ class _Generation:
             if not chunk.tokens and not chunk.text:
                 continue
             self.timings.setdefault("prefill", self._ms())
-            tokens = chunk.tokens or [(i, 0.0) for i in self.engine.tokenizer.encode(
-                chunk.text, add_special_tokens=False).ids]
+            tokens = chunk.tokens or [(i, 0.0) for i in await self.engine.tokenize(chunk.text)]
             ids += [i for i, _ in tokens]
             logprobs += [lp for _, lp in tokens]
             text, done = self._state(ids)
@@ -348,6 +395,38 @@ class _Generation:
 
     def _healed(self, ids: list[int]) -> bool:
         return len(self.engine.tokenizer.decode(ids, skip_special_tokens=True)) >= len(self.heal)
+
+
+class EngineTokenizer:
+    """The tokenizer the prompt builder and the service use, on a server that holds none: the
+    engine encodes, the table decodes. Whole cells come back at every keystroke, so their ids
+    are kept (a few hundred texts, compact)."""
+
+    CACHED_TEXTS = 256
+
+    def __init__(self, table: TokenTable, tokenize):
+        self.table = table
+        self._tokenize = tokenize
+        self._cache: OrderedDict[str, array] = OrderedDict()
+        self._lock = threading.Lock()
+        self.decode = table.decode
+        self.token_to_id = table.token_to_id
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> Encoded:
+        """`text`'s ids; special tokens are never added (the pipeline never asks for them)."""
+        if not text:
+            return Encoded([])
+        with self._lock:
+            ids = self._cache.get(text)
+            if ids is not None:
+                self._cache.move_to_end(text)
+                return Encoded(list(ids))
+        ids = self._tokenize(text)
+        with self._lock:
+            self._cache[text] = array("I", ids)
+            while len(self._cache) > self.CACHED_TEXTS:
+                self._cache.popitem(last=False)
+        return Encoded(ids)
 
 
 def _load_tokenizer(path) -> Tokenizer:

@@ -151,11 +151,16 @@ class CodecompMixin:
         except Busy as exc:
             raise ApiError(503, "busy", exc.message,
                            {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}) from None
-        except EngineUnavailable as exc:  # the shared engine (engine_url) is down or failing
-            message = exc.message + (f"; {exc.fix}" if exc.fix else "")
-            raise ApiError(503, "engine_unavailable", message,
-                           {"Retry-After": str(ENGINE_RETRY_AFTER_SECONDS)}) from None
+        except EngineUnavailable as exc:
+            raise _engine_unavailable(exc) from None
         return reply.to_json()
+
+
+def _engine_unavailable(exc: EngineUnavailable) -> ApiError:
+    """The shared engine (engine_url) is down or failing: retry, it recovers by itself."""
+    message = exc.message + (f"; {exc.fix}" if exc.fix else "")
+    return ApiError(503, "engine_unavailable", message,
+                    {"Retry-After": str(ENGINE_RETRY_AFTER_SECONDS)})
 
 
 def _failed(exc: CodecompError) -> ApiError:
@@ -230,7 +235,11 @@ class ContextHandler(CodecompAPIHandler):
                                    "prompt_tokens": 0, "parts": [], "prompt_text": "",
                                    "variables": 0, "variables_block": ""}))
                 return
-            report = service.context_report(request, variables)
+            try:  # in a thread: with a shared engine, tokenizing is a request to it
+                report = await IOLoop.current().run_in_executor(
+                    None, service.context_report, request, variables)
+            except EngineUnavailable as exc:
+                raise _engine_unavailable(exc) from None
             report.update(disabled=None, path=decision.path, variables_block=variables.block)
             self.finish(dumps(report))
         except ApiError as error:
