@@ -2,6 +2,8 @@
 
     python benchmarks/class_load.py [--model smollm2-135m] [--students 1 8] [--shared-only 32]
                                     [--inprocess-budget-mb 8000] [--threads 2]
+                                    [--serve-args=--cache-ram=0 ...]
+                                    [--student-config engine_tokenize=False ...]
 
 Each student's server is a real `jupyter server` process with the extension. Each student types
 `api_latency.LINE` into their own notebook (different first cell: no shared prefix), one
@@ -11,9 +13,10 @@ Two setups, in one run, for each N:
   `--inprocess-budget-mb`, measured on the first server);
 - shared: one `jupyter codecomp serve --parallel N`, every server with `engine_url` set.
 Printed per setup: p50/p95 of the first streamed text and of the full suggestion (cold, the
-notebook's first request, and warm, the keystrokes), every process's RSS, the total and per
-student, the shared engine's prompt and generated tokens per second (from llama.cpp's log), errors,
-and whether every student's last keystroke was answered.
+notebook's first request, and warm, the keystrokes), every process's RSS and PSS, the total and
+per student, the shared engine's prompt and generated tokens per second (from llama.cpp's
+/metrics), errors, whether every student's last keystroke was answered, and for each N with both
+setups the ratio of their total memory.
 """
 
 from __future__ import annotations
@@ -73,13 +76,12 @@ def _children(pid: int) -> list[int]:
 
 
 class SharedEngine:
-    def __init__(self, model: str, parallel: int, threads: int, ctx_size: int):
+    def __init__(self, model: str, parallel: int, threads: int, serve_args=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = Path(tempfile.mkdtemp(prefix="class-load-engine-")) / "llama.log"
         cmd = [sys.executable, "-m", "jupyter_codecomp", "serve", model, "--port", str(self.port),
-               "--parallel", str(parallel), "--threads", str(threads), "--ctx-size", str(ctx_size),
-               "--metrics"]
+               "--parallel", str(parallel), "--threads", str(threads), "--metrics", *serve_args]
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         for _ in range(1200):
@@ -223,7 +225,7 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
     else:
         print(f"\n== in-process engines: {n} students skipped ({n} x {inprocess_mb or 0:.0f} MB "
               f"over the {args.inprocess_budget_mb} MB budget, or --shared-only)")
-    engine = SharedEngine(args.model, n, args.engine_threads, args.ctx_size)
+    engine = SharedEngine(args.model, n, args.engine_threads, args.serve_args)
     options = dict(option.split("=", 1) for option in args.student_config)
     servers = [Server(args.model, args.threads, engine_url=engine.url, **options)
                for _ in range(n)]
@@ -261,10 +263,11 @@ def main() -> None:
                         help="skip in-process runs whose N model copies would exceed this")
     parser.add_argument("--interval", type=float, default=0.12, help="seconds between keystrokes")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--ctx-size", type=int, default=2048, help="engine tokens per slot")
     # llama.cpp's threads wait for each other at every layer: on this 2-core machine shared with
     # other jobs, 2 threads made a 16-token completion 20-40x slower than 1 (same run).
     parser.add_argument("--engine-threads", type=int, default=1)
+    parser.add_argument("--serve-args", nargs="*", default=[], metavar="ARG",
+                        help="more `jupyter codecomp serve` arguments: --serve-args=--cache-ram=0")
     parser.add_argument("--student-config", nargs="*", default=[], metavar="NAME=VALUE",
                         help="CodecompConfig settings of the shared engine's students, e.g. "
                              "engine_read_timeout=15 engine_tokenize=False")

@@ -62,6 +62,29 @@ def test_cells_above_nearest_first_within_budget(tokenizer):
     assert prompt.dropped_cells == 30 - len(used)
 
 
+@pytest.mark.parametrize("max_tokens", [600, 300, 120, 40])
+def test_a_prompt_is_fitted_into_the_engines_context(tokenizer, max_tokens):
+    """The cells farthest above go first, then the variables, then the start of the cell; the
+    text at the cursor stays."""
+    cells = [Cell("code", f"x{i} = {i}  # " + "pad " * 20) for i in range(30)]
+    prefix = "".join(f"step_{i} = run({i})\n" for i in range(30)) + "total = step_"
+    variables = "# sales: DataFrame shape=(3, 2) columns: date(object), amount(float64)"
+    whole = builder(tokenizer).build(prefix, "\nprint(total)", cells, variables=variables)
+    fitted = builder(tokenizer).build(prefix, "\nprint(total)", cells, variables=variables,
+                                      max_tokens=max_tokens)
+    assert len(whole.ids) > 600 >= max_tokens >= len(fitted.ids)
+    used = [p.index for p in fitted.parts if p.kind == "cell_above"]
+    assert used == list(range(30 - len(used), 30))  # the nearest ones, if any
+    assert fitted.dropped_cells == 30 - len(used)
+    text = text_of(tokenizer, fitted)
+    assert text.endswith("total = step<|fim_suffix|>\nprint(total)\n<|fim_middle|>")
+    assert fitted.heal == "_"
+    if max_tokens <= 120:  # nothing above fits: no variables, and the cell's start is cut
+        assert not used and "Variables" not in text and "step_0 = " not in text
+    if max_tokens == 600:
+        assert used and "Variables" in text and "step_0 = " in text
+
+
 def test_the_window_above_moves_in_steps_of_cells(tokenizer):
     cells = [Cell("code", f"x{i} = {i}  # " + "pad " * 20) for i in range(40)]
 

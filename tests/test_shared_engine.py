@@ -40,8 +40,9 @@ def free_port() -> int:
 class Engine:
     """`jupyter codecomp serve` in a subprocess, its llama.cpp log in a file."""
 
-    def __init__(self, model_path: Path, log: Path, port: int | None = None):
-        self.model_path, self.log_path = model_path, log
+    def __init__(self, model_path: Path, log: Path, port: int | None = None,
+                 ctx_size: int = 2048):
+        self.model_path, self.log_path, self.ctx_size = model_path, log, ctx_size
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.process: subprocess.Popen | None = None
@@ -50,7 +51,7 @@ class Engine:
     def start(self) -> Engine:
         cmd = [sys.executable, "-m", "jupyter_codecomp", "serve", str(self.model_path),
                "--port", str(self.port), "--parallel", "2", "--threads", "1",
-               "--ctx-size", "2048", "--api-key", API_KEY, "--slots"]
+               "--ctx-size", str(self.ctx_size), "--api-key", API_KEY, "--slots"]
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
         self.stdout = self.process.stdout.readline()  # printed once the server listens
@@ -298,6 +299,36 @@ class OpenAIWithoutTokenize(http.server.ThreadingHTTPServer):
     def __exit__(self, *exc) -> None:
         self.shutdown()
         self.server_close()
+
+
+async def test_the_prompt_fits_an_engine_with_a_small_context(jp_fetch, jp_serverapp, engine,
+                                                              test_model, tmp_path):
+    """An engine started with --ctx-size 512 refuses a longer request (HTTP 400); the server
+    reads the size from /models and leaves out the farthest cells above instead."""
+    cells = [{"cell_type": "code", "source": f"value_{i} = compute({i}, 'a label of some length')"
+              f"  # step {i} of the analysis"} for i in range(40)]
+    body = {"prefix": "result = value_", "cells": cells, "path": "long.ipynb"}
+
+    async def context() -> dict:
+        return json.loads((await jp_fetch("codecomp", "context", method="POST",
+                                          body=json.dumps(body))).body)
+
+    await wait_ready(jp_fetch)
+    whole = await context()  # on the module's engine: 2048 tokens a slot
+    own = Engine(test_model.path, tmp_path / "llama.log", ctx_size=512).start()
+    try:
+        use_engine(jp_serverapp, own.url)
+        assert httpx.post(f"http://127.0.0.1:{own.port}/v1/completions", json={
+            "prompt": "x = 1\n" * 600, "max_tokens": 4},
+            headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 400
+        reply = await post(jp_fetch, body)
+        fitted = await context()
+        assert reply["context"]["prompt_tokens"] == fitted["prompt_tokens"]
+        assert fitted["prompt_tokens"] + 48 <= 512 < whole["prompt_tokens"] + 48
+        assert 0 < fitted["cells_used"] < whole["cells_used"]
+        assert (await status_of(jp_fetch))["state"] == "ready"
+    finally:
+        own.stop()
 
 
 # --- faults ---------------------------------------------------------------------------------

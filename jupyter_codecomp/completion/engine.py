@@ -56,6 +56,9 @@ class Engine(Protocol):
     device: str  # "cpu", "cuda", or what a remote engine reports
     providers: list[str]
     fallback_reason: str | None  # why the asked-for device is not used, if it is not
+    # Tokens of prompt and completion the engine holds for one request (None: not known); the
+    # service fits the prompt into it.
+    context_length: int | None
 
     def generate(
         self,

@@ -37,6 +37,7 @@ class FakeEngine:
     device = "fake"
     providers = ["fake"]
     fallback_reason = None
+    context_length = None
 
     def __init__(
         self,

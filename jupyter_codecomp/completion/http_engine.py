@@ -85,6 +85,8 @@ class HttpEngine:
         self.tokenizer = self.local_tokenizer or EngineTokenizer(tokenizer, self._tokenize_here)
         self.model = model
         self.cache_salt = cache_salt
+        self._llama_cpp: bool | None = None  # which engine: read from /models when needed
+        self.context_length: int | None = None  # per request, from /models
         self.read_timeout = read_timeout
         self.health = EngineHealth()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -96,7 +98,9 @@ class HttpEngine:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="codecomp-http-engine")
         self._thread.start()
-        self._client = self._run(_make_client(headers, timeout))
+        # Only an https:// engine needs the certificate store (1.5 MB a server, measured); every
+        # request goes to this URL's host, and redirects are not followed.
+        self._client = self._run(_make_client(headers, timeout, self.url.startswith("https://")))
 
     @classmethod
     def for_model(cls, model: ModelDir, settings: ServiceSettings) -> HttpEngine:
@@ -105,9 +109,15 @@ class HttpEngine:
         `engine_tokenize`, only its `TokenTable` when it has one."""
         path = model.path / "tokenizer.json"
         table = TokenTable.read(path) if settings.engine_tokenize else None
+        tokenizer = table or Tokenizer.from_file(str(path))
+        # The heap that reading it freed, given back to the system: glibc keeps it otherwise,
+        # and a student's server is mostly this (Qwen's tokenizer: RSS 181 -> 127 MB; its
+        # table: 5.4 -> 1.3 MB, measured).
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         return cls(
             settings.engine_url,
-            table or _load_tokenizer(path),
+            tokenizer,
             api_key=settings.engine_api_key,
             model=settings.engine_model,
             # One salt per server process, i.e. per student on a hub: unguessable, so nobody
@@ -155,16 +165,32 @@ class HttpEngine:
     async def _probe(self) -> None:
         """Reachable, and does it take our key (and tokenize, when it is to)?"""
         try:
-            response = await self._client.get(f"{self.url}/models")
-            if response.status_code >= 400:
-                raise self._http_error(response)
+            await self._read_models()
             if self.local_tokenizer is None:
                 await self.tokenize("")
             self._ok()
         except EngineUnavailable as exc:
             self._failed(exc)
+
+    async def _read_models(self) -> None:
+        """GET {url}/models: which engine it is (their /tokenize bodies differ, and vLLM logs a
+        warning for every field it does not know) and the tokens it holds per request (llama.cpp:
+        a slot's `n_ctx`; vLLM: `max_model_len`), which the prompt is fitted into."""
+        try:
+            response = await self._client.get(f"{self.url}/models")
         except httpx.HTTPError as exc:
-            self._failed(self._transport_error(exc))
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._http_error(response)
+        try:
+            model = response.json()["data"][0]
+        except (ValueError, LookupError, TypeError):
+            model = {}
+        model = model if isinstance(model, dict) else {}
+        self._llama_cpp = model.get("owned_by") == "llamacpp"
+        meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
+        context = meta.get("n_ctx") if self._llama_cpp else model.get("max_model_len")
+        self.context_length = context if isinstance(context, int) and context > 0 else None
 
     def close(self) -> None:
         with suppress(Exception):
@@ -199,10 +225,17 @@ class HttpEngine:
         """`text`'s token ids, without special tokens added (a FIM marker in the text is one)."""
         if self.local_tokenizer is not None:
             return self.local_tokenizer.encode(text, add_special_tokens=False).ids
-        body = {"content": text, "add_special": False,  # llama.cpp's server
-                "prompt": text, "add_special_tokens": False}  # vLLM's
-        if self.model:
-            body["model"] = self.model
+        if self._llama_cpp is None:
+            try:
+                await self._read_models()
+            except EngineUnavailable as exc:
+                raise self._failed(exc) from None
+        if self._llama_cpp:
+            body = {"content": text, "add_special": False}
+        else:
+            body = {"prompt": text, "add_special_tokens": False}
+            if self.model:
+                body["model"] = self.model
         response = await self._send(f"{self.root}/tokenize", body)
         try:
             ids = response.json()["tokens"]
@@ -429,17 +462,8 @@ class EngineTokenizer:
         return Encoded(ids)
 
 
-def _load_tokenizer(path) -> Tokenizer:
-    """The tokenizer, and the heap its JSON parse freed given back to the system: glibc keeps it
-    otherwise, and a student's server is mostly this (Qwen's: RSS 181 -> 127 MB, measured)."""
-    tokenizer = Tokenizer.from_file(str(path))
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    return tokenizer
-
-
-async def _make_client(headers: dict, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    return httpx.AsyncClient(headers=headers, timeout=timeout, trust_env=False)
+async def _make_client(headers: dict, timeout: httpx.Timeout, tls: bool) -> httpx.AsyncClient:
+    return httpx.AsyncClient(headers=headers, timeout=timeout, trust_env=False, verify=tls)
 
 
 async def _until_cancelled(work, cancel: threading.Event | None):

@@ -142,9 +142,32 @@ class PromptBuilder:
         cells: Sequence[Cell] = (),
         cells_below: Sequence[Cell] = (),
         variables: str = "",
+        max_tokens: int | None = None,
     ) -> Prompt:
+        """The prompt; with `max_tokens` (what the engine holds, less the completion), one that
+        fits: the cells farthest above go first, then the variables and the cells below, then
+        the start of the current cell (a shared engine started with a small context)."""
+        prompt = self._build(prefix, suffix, cells, cells_below, variables, self.layout)
+        if max_tokens is None or len(prompt.ids) <= max_tokens:
+            return prompt
+        excess = len(prompt.ids) - max_tokens
+        fewer = replace(self.layout, budget_above=max(0, prompt.tokens_of("cell_above") - excess))
+        prompt = self._build(prefix, suffix, cells, cells_below, variables, fewer)
+        if len(prompt.ids) <= max_tokens:
+            return prompt
+        bare = replace(fewer, budget_above=0, budget_below=0)
+        prompt = self._build(prefix, suffix, cells, cells_below, "", bare)
+        for _ in range(8):  # by whole lines, then within the line: a few steps at most
+            if len(prompt.ids) <= max_tokens:
+                break
+            room = prompt.tokens_of("prefix") - (len(prompt.ids) - max_tokens)
+            prefix = self._tail(prefix, max(1, room))
+            prompt = self._build(prefix, suffix, cells, cells_below, "", bare)
+        return prompt
+
+    def _build(self, prefix: str, suffix: str, cells: Sequence[Cell],
+               cells_below: Sequence[Cell], variables: str, layout: PromptLayout) -> Prompt:
         parts: list[PromptPart] = []
-        layout = self.layout
         above, above_parts = self._select(cells, layout.budget_above, "cell_above", above=True)
         below, below_parts = self._select(cells_below, layout.budget_below, "cell_below",
                                           above=False)

@@ -99,10 +99,20 @@ class CompletionService:
         return cls(engine, model.manifest.prompt, model.manifest.display_name, settings)
 
     def prompt(self, request: CompletionRequest, variables: Variables = Variables()) -> Prompt:
+        """The prompt, with room left for the completion where the engine's context is known."""
+        context = self.engine.context_length
         return self.prompts.build(
             request.prefix, request.suffix, request.cells,
             cells_below_shown(request, self.layout.below), variables.block,
+            max_tokens=context - self.cap(request) if context else None,
         )
+
+    def cap(self, request: CompletionRequest) -> int:
+        """The most tokens the completion of `request` may have."""
+        mode = resolve_mode(request.prefix, request.suffix, request.mode)
+        default = (self.settings.max_new_tokens if mode == "line"
+                   else self.settings.block_max_new_tokens)
+        return min(request.max_new_tokens or default, self.settings.max_new_tokens_limit)
 
     def complete(
         self,
@@ -122,9 +132,7 @@ class CompletionService:
             return CompletionReply([], self.name, self.engine.device)
         mode = resolve_mode(request.prefix, request.suffix, request.mode)
         trimmer = Trimmer(request.prefix, request.suffix, mode, self.rules)
-        default_cap = (self.settings.max_new_tokens if mode == "line"
-                       else self.settings.block_max_new_tokens)
-        cap = min(request.max_new_tokens or default_cap, self.settings.max_new_tokens_limit)
+        cap = self.cap(request)
         generate = partial(
             self.engine.generate, prompt.ids, heal=prompt.heal, cancel=cancel,
             criteria=[MaxNewTokens(cap), StopTokens(self.stop_ids),
