@@ -5,11 +5,12 @@
 
 Runs `jupyter codecomp eval` twice on the same seeded tasks: once in-process (ONNX Runtime GenAI,
 int4 re-quantized from the GGUF) and once with `engine_url` pointing at `jupyter codecomp serve`
-(llama.cpp on the GGUF itself). Prints, per metric, both means, the paired difference and its
-bootstrap 95 % CI (`tools/eval_stats.bootstrap_ci`, the eval's own), how often the two engines
-wrote the same text, and the latency medians. Default notebooks: the eval split of the course
-corpora (handson-ml3 chapters 13-16, pandas-exercises); no kernel (their cells need TensorFlow or
-files).
+(llama.cpp on the GGUF itself), or at a running engine given as `--engine-url` (vLLM: with
+`--engine-model` and the key in CODECOMP_ENGINE_API_KEY). Prints, per metric, both means, the
+paired difference and its bootstrap 95 % CI (`tools/eval_stats.bootstrap_ci`, the eval's own),
+how often the two engines wrote the same text, and the latency medians. Default notebooks: the
+eval split of the course corpora (handson-ml3 chapters 13-16, pandas-exercises); no kernel (their
+cells need TensorFlow or files).
 """
 
 from __future__ import annotations
@@ -119,18 +120,23 @@ def main() -> None:
     parser.add_argument("--engine-threads", type=int, default=1)
     parser.add_argument("--context-tokens", type=int, default=1024,
                         help="budget of the cells above (smaller: a faster run on a busy CPU)")
+    parser.add_argument("--engine-url", default="",
+                        help="a running engine's OpenAI base URL instead of starting serve")
+    parser.add_argument("--engine-model", default="", help="its served model name")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="parity-")))
     args = parser.parse_args()
     print(f"{args.model}: {args.variants} / {args.kinds}, {args.tasks_per_notebook} tasks per "
           f"notebook, seed {args.seed}; results in {args.out}", flush=True)
     local = run_eval(args, args.out / "in-process", [])
-    engine, url = start_engine(args)
+    engine, url = start_engine(args) if not args.engine_url else (None, args.engine_url)
     try:
         # A batch run waits for a loaded machine: no 503 for a slow cold prefill.
-        shared = run_eval(args, args.out / "shared", [f"--CodecompConfig.engine_url={url}",
-                                                      "--CodecompConfig.engine_read_timeout=900"])
+        shared = run_eval(args, args.out / "shared", [
+            f"--CodecompConfig.engine_url={url}", "--CodecompConfig.engine_read_timeout=900",
+            f"--CodecompConfig.engine_model={args.engine_model}"])
     finally:
-        engine.terminate()  # it exits once the batch under way is computed
+        if engine is not None:
+            engine.terminate()  # it exits once the batch under way is computed
     compare_all(local, shared, args.seed)
 
 

@@ -438,7 +438,6 @@ class EngineTokenizer:
     CACHED_TEXTS = 256
 
     def __init__(self, table: TokenTable, tokenize):
-        self.table = table
         self._tokenize = tokenize
         self._cache: OrderedDict[str, array] = OrderedDict()
         self._lock = threading.Lock()
