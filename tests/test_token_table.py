@@ -3,7 +3,7 @@
 import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-from jupyter_codecomp.completion.token_table import TokenTable
+from jupyter_codecomp.completion.token_table import EngineTokenizer, TokenTable
 
 SAMPLES = ["naïve = 'café'  # 数据 🐍🐼\r\n\tx  =   1\u0301", "<|endoftext|> and <|im_start|>",
            "def f(a, b):\n        return a ** b\n\n\n", "", "   ", "\x00\x7f\u2028"]
@@ -50,3 +50,21 @@ def test_a_file_that_is_no_tokenizer_is_a_readable_error(tmp_path, content):
     (tmp_path / "tokenizer.json").write_bytes(content)
     with pytest.raises(ValueError, match="not a readable tokenizer.json"):
         TokenTable.read(tmp_path / "tokenizer.json")
+
+
+def test_the_engine_tokenizer_asks_the_engine_once_per_text(tokenizer_json):
+    """Cells come back at every keystroke: their ids are kept, the oldest dropped first."""
+    path, tok = tokenizer_json
+    asked: list[str] = []
+
+    def tokenize(text: str) -> list[int]:  # the engine's /tokenize, as HttpEngine calls it
+        asked.append(text)
+        return tok.encode(text, add_special_tokens=False).ids
+
+    engine_tokenizer = EngineTokenizer(TokenTable.read(path), tokenize)
+    engine_tokenizer.CACHED_TEXTS = 2
+    for text in ["import pandas", "import pandas", "", "x = 1", "y = 2", "import pandas"]:
+        ids = engine_tokenizer.encode(text, add_special_tokens=False).ids
+        assert ids == tok.encode(text, add_special_tokens=False).ids
+        assert engine_tokenizer.decode(ids) == text
+    assert asked == ["import pandas", "x = 1", "y = 2", "import pandas"]

@@ -17,6 +17,13 @@ from .stopping import StoppingCriterion
 Streamer = Callable[[str], None]
 
 
+class TokenIds(Protocol):
+    """What `encode` returns: a `tokenizers.Encoding`, or an `Encoded`."""
+
+    @property
+    def ids(self) -> list[int]: ...
+
+
 @dataclass
 class Encoded:
     ids: list[int]
@@ -26,7 +33,7 @@ class TextTokenizer(Protocol):
     """What the pipeline uses of a tokenizer: `tokenizers.Tokenizer` is one, and so is
     `http_engine.EngineTokenizer` (the shared engine encodes, a table decodes)."""
 
-    def encode(self, text: str, add_special_tokens: bool = ...) -> Encoded: ...
+    def encode(self, text: str, add_special_tokens: bool = ...) -> TokenIds: ...
 
     def decode(self, ids: list[int], skip_special_tokens: bool = ...) -> str: ...
 

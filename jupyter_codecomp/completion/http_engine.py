@@ -30,8 +30,6 @@ import logging
 import secrets
 import threading
 import time
-from array import array
-from collections import OrderedDict
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 
@@ -41,11 +39,11 @@ from tokenizers import Tokenizer
 
 from ..errors import Cancelled, EngineUnavailable
 from ..models.store import ModelDir
-from .engine import Candidate, Encoded, GenerationResult, Streamer
+from .engine import Candidate, GenerationResult, Streamer
 from .openai_reply import ReplyChunk, UnreadableReply, parse_chunk
 from .settings import ServiceSettings
 from .stopping import GenerationState, MaxNewTokens, StoppingCriterion, any_stops
-from .token_table import TokenTable
+from .token_table import EngineTokenizer, TokenTable
 
 log = logging.getLogger(__name__)
 
@@ -428,37 +426,6 @@ class _Generation:
 
     def _healed(self, ids: list[int]) -> bool:
         return len(self.engine.tokenizer.decode(ids, skip_special_tokens=True)) >= len(self.heal)
-
-
-class EngineTokenizer:
-    """The tokenizer the prompt builder and the service use, on a server that holds none: the
-    engine encodes, the table decodes. Whole cells come back at every keystroke, so their ids
-    are kept (a few hundred texts, compact)."""
-
-    CACHED_TEXTS = 256
-
-    def __init__(self, table: TokenTable, tokenize):
-        self._tokenize = tokenize
-        self._cache: OrderedDict[str, array] = OrderedDict()
-        self._lock = threading.Lock()
-        self.decode = table.decode
-        self.token_to_id = table.token_to_id
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> Encoded:
-        """`text`'s ids; special tokens are never added (the pipeline never asks for them)."""
-        if not text:
-            return Encoded([])
-        with self._lock:
-            ids = self._cache.get(text)
-            if ids is not None:
-                self._cache.move_to_end(text)
-                return Encoded(list(ids))
-        ids = self._tokenize(text)
-        with self._lock:
-            self._cache[text] = array("I", ids)
-            while len(self._cache) > self.CACHED_TEXTS:
-                self._cache.popitem(last=False)
-        return Encoded(ids)
 
 
 async def _make_client(headers: dict, timeout: httpx.Timeout, tls: bool) -> httpx.AsyncClient:

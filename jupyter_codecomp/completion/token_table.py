@@ -1,11 +1,11 @@
-"""Each token's bytes: decoding without the tokenizer, for a server whose engine tokenizes.
+"""The tokenizer of a server whose shared engine tokenizes: the engine encodes, a table decodes.
 
 A student's server on a shared engine holds Qwen's tokenizer only to encode the prompt and decode
 what comes back. Its `tokenizers` structures take about 45 MB (measured: 41.5 MB of heap after
-`Tokenizer.from_file` and `malloc_trim`), a third of that server; the engine's `/tokenize` does the
-encoding (`http_engine.EngineTokenizer`), and this table of 151,665 byte strings (2 MB) the
-decoding. It is read from tokenizer.json in a child process, so the JSON parse never lands on
-the server's heap.
+`Tokenizer.from_file` and `malloc_trim`), a third of that server. `EngineTokenizer` has the
+engine's `/tokenize` encode, and `TokenTable`, each token's bytes (2 MB for Qwen's 151,936 ids),
+decode. The table is read from tokenizer.json in a child process, so the JSON parse never lands
+on the server's heap.
 
 Only byte-level BPE tokenizers (GPT-2's scheme: Qwen, SmolLM2, StarCoder) decode by
 concatenating their tokens' bytes; `read` returns None for any other, and the server keeps the
@@ -18,8 +18,13 @@ import base64
 import json
 import subprocess
 import sys
+import threading
 from array import array
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+
+from .engine import Encoded
 
 
 class TokenTable:
@@ -62,6 +67,37 @@ class TokenTable:
     def token_to_id(self, text: str) -> int | None:
         """An added token's id (the FIM and stop markers the prompt format names)."""
         return self._added.get(text)
+
+
+class EngineTokenizer:
+    """The tokenizer the prompt builder and the service use, on a server that holds none: the
+    engine encodes, the table decodes. Whole cells come back at every keystroke, so their ids
+    are kept (a few hundred texts, compact)."""
+
+    CACHED_TEXTS = 256
+
+    def __init__(self, table: TokenTable, tokenize: Callable[[str], list[int]]):
+        self._tokenize = tokenize
+        self._cache: OrderedDict[str, array] = OrderedDict()
+        self._lock = threading.Lock()
+        self.decode = table.decode
+        self.token_to_id = table.token_to_id
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> Encoded:
+        """`text`'s ids; special tokens are never added (the pipeline never asks for them)."""
+        if not text:
+            return Encoded([])
+        with self._lock:
+            ids = self._cache.get(text)
+            if ids is not None:
+                self._cache.move_to_end(text)
+                return Encoded(list(ids))
+        ids = self._tokenize(text)
+        with self._lock:
+            self._cache[text] = array("I", ids)
+            while len(self._cache) > self.CACHED_TEXTS:
+                self._cache.popitem(last=False)
+        return Encoded(ids)
 
 
 def _byte_decoder() -> dict[str, int]:
