@@ -225,12 +225,13 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
     else:
         print(f"\n== in-process engines: {n} students skipped ({n} x {inprocess_mb or 0:.0f} MB "
               f"over the {args.inprocess_budget_mb} MB budget, or --shared-only)")
-    engine = SharedEngine(args.model, n, args.engine_threads, args.serve_args)
+    parallel = args.engine_parallel or n
+    engine = SharedEngine(args.model, parallel, args.engine_threads, args.serve_args)
     options = dict(option.split("=", 1) for option in args.student_config)
     servers = [Server(args.model, args.threads, engine_url=engine.url, **options)
                for _ in range(n)]
     try:
-        shared = await measure(f"shared engine (serve --parallel {n})", servers, engine,
+        shared = await measure(f"shared engine (serve --parallel {parallel})", servers, engine,
                                args.interval)
     finally:
         for s in servers:
@@ -266,6 +267,8 @@ def main() -> None:
     # llama.cpp's threads wait for each other at every layer: on this 2-core machine shared with
     # other jobs, 2 threads made a 16-token completion 20-40x slower than 1 (same run).
     parser.add_argument("--engine-threads", type=int, default=1)
+    parser.add_argument("--engine-parallel", type=int, default=0,
+                        help="the engine's slots (0: one per student)")
     parser.add_argument("--serve-args", nargs="*", default=[], metavar="ARG",
                         help="more `jupyter codecomp serve` arguments: --serve-args=--cache-ram=0")
     parser.add_argument("--student-config", nargs="*", default=[], metavar="NAME=VALUE",
