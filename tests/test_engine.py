@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from jupyter_codecomp.completion.context import cells_below_shown
+from jupyter_codecomp.completion.engine import continues_heal
 from jupyter_codecomp.completion.onnx_engine import OnnxEngine
 from jupyter_codecomp.completion.prompt import PromptLayout
 from jupyter_codecomp.completion.protocol import Cell, CompletionRequest
@@ -92,6 +93,27 @@ def test_token_healing_regenerates_the_removed_text(engine):
     candidate = result.candidates[0]
     assert engine.tokenizer.decode(candidate.token_ids).startswith(".")
     assert not candidate.text.startswith(".")  # the healed text is not returned twice
+
+
+@pytest.mark.parametrize("token, heal, ok", [
+    (" return", " ", True), ("   ", " ", False), (" \n", " ", False), ("\t\t", "\t", False),
+    ("return", " ", False), (".", ".", True), ("..", ".", True), (".append", ".", True),
+])
+def test_a_healed_indentation_goes_on_with_code(token, heal, ok):
+    assert continues_heal(token, heal) is ok
+
+
+def test_no_more_indentation_after_a_healed_space(engine):
+    """After `:\n` and three spaces with the fourth held back, no first token adds spaces: every
+    candidate is the fourth space and the code (measured: runs of spaces came out indented 7)."""
+    prompt = "def mean(values):\n   "
+    result = engine.generate(engine.encode(prompt), heal=" ", n=5, criteria=[MaxNewTokens(3)])
+    for candidate in result.candidates:
+        first = engine.tokenizer.decode(candidate.token_ids[:1])
+        assert first.startswith(" ") and not first[1:2].isspace(), first
+        assert candidate.text[:1].strip()
+    allowed = {engine.vocab.texts[i] for i in engine.vocab.allowed(" ")}
+    assert " return" in allowed and not {"  ", "   ", " \n"} & allowed
 
 
 def test_service_line_mode_gives_one_line(service):

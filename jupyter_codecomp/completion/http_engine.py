@@ -39,7 +39,7 @@ from tokenizers import Tokenizer
 
 from ..errors import Cancelled, EngineUnavailable
 from ..models.store import ModelDir
-from .engine import Candidate, GenerationResult, Streamer
+from .engine import Candidate, GenerationResult, Streamer, continues_heal
 from .openai_reply import ReplyChunk, UnreadableReply, parse_chunk
 from .settings import ServiceSettings
 from .stopping import GenerationState, MaxNewTokens, StoppingCriterion, any_stops
@@ -378,7 +378,7 @@ class _Generation:
         starts = []
         for token, logprob in ranked:
             text = self.engine.tokenizer.decode([token], skip_special_tokens=False)
-            if text.startswith(self.heal):
+            if continues_heal(text, self.heal):
                 starts.append([(token, logprob)])
             elif text and self.heal.startswith(text):
                 rest = await self.engine.tokenize(self.heal[len(text):])

@@ -6,6 +6,8 @@ import bisect
 
 import numpy as np
 
+from .engine import continues_heal
+
 
 class Vocabulary:
     """Token texts, for constrained choice during token healing."""
@@ -24,7 +26,7 @@ class Vocabulary:
         are a prefix of it (then the next token goes on healing)."""
         lo = bisect.bisect_left(self._keys, heal)
         hi = bisect.bisect_left(self._keys, heal + "\U0010ffff")
-        ids = [i for _, i in self._sorted[lo:hi]]
+        ids = [i for text, i in self._sorted[lo:hi] if continues_heal(text, heal)]
         for end in range(1, len(heal)):
             ids += self._by_text.get(heal[:end], [])
         return np.array(sorted(set(ids)), dtype=np.int64)
