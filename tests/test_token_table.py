@@ -34,6 +34,8 @@ def test_every_token_and_text_decodes_as_the_tokenizer_does(tokenizer_json):
     assert table.token_to_id("<|fim_middle|>") == tok.token_to_id("<|fim_middle|>")
     assert table.token_to_id("<plain added>") == tok.token_to_id("<plain added>")
     assert table.token_to_id("<|no such token|>") is None
+    beyond = [tok.get_vocab_size() + 7, 5]  # an id an engine's padded vocabulary may send
+    assert table.decode(beyond) == tok.decode(beyond, skip_special_tokens=False)
 
 
 def test_a_tokenizer_that_is_not_byte_level_keeps_the_whole_tokenizer(tmp_path):

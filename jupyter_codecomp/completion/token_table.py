@@ -28,6 +28,8 @@ from .engine import Encoded
 
 
 class TokenTable:
+    """Each token's bytes; decodes as `tokenizers` decodes byte-level BPE."""
+
     def __init__(self, blob: bytes, offsets: array, added: dict[str, int], special: frozenset):
         self._blob = blob
         self._offsets = offsets  # token i is blob[offsets[i]:offsets[i + 1]]
@@ -55,6 +57,9 @@ class TokenTable:
         return len(self._offsets) - 1
 
     def token_bytes(self, token: int) -> bytes:
+        """A token's bytes; none for an id the vocabulary lacks, as `tokenizers` decodes it."""
+        if not 0 <= token < len(self._offsets) - 1:
+            return b""
         return self._blob[self._offsets[token]:self._offsets[token + 1]]
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
