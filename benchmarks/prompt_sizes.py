@@ -41,10 +41,7 @@ def main() -> None:
 
     model = ModelStore().resolve(args.model, only=("tokenizer.json",))
     tokenizer = Tokenizer.from_file(str(model.path / "tokenizer.json"))
-    builder = PromptBuilder(lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
-                            tokenizer.token_to_id,
-                            lambda i: tokenizer.decode([i], skip_special_tokens=False),
-                            model.manifest.prompt)
+    builder = PromptBuilder.for_tokenizer(tokenizer, model.manifest.prompt)
     settings = ServiceSettings()
     sizes = []
     for path in collect_notebooks(args.paths):

@@ -24,11 +24,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args, get_type_hints
+from typing import TYPE_CHECKING, Literal, get_args, get_type_hints
 
 from ..models.recipes import PromptFormat
 from .protocol import Cell
 from .settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from .engine import TextTokenizer
 
 MARKDOWN_MAX_LINES = 3
 MARKDOWN_MAX_CHARS = 240
@@ -134,6 +137,13 @@ class PromptBuilder:
         }
         self.fim = fmt.fim and all(self._special.get(k) is not None
                                    for k in ("prefix", "suffix", "middle"))
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: TextTokenizer, fmt: PromptFormat, **options) -> PromptBuilder:
+        """A builder over a tokenizer (`tokenizers.Tokenizer`, or a shared engine's)."""
+        return cls(lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
+                   tokenizer.token_to_id,
+                   lambda i: tokenizer.decode([i], skip_special_tokens=False), fmt, **options)
 
     def build(
         self,

@@ -57,13 +57,7 @@ class CompletionService:
         self.rules = rules
         tokenizer = engine.tokenizer
         self.layout = layout or PromptLayout(budget_above=settings.context_tokens)
-        self.prompts = PromptBuilder(
-            lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
-            tokenizer.token_to_id,
-            lambda i: tokenizer.decode([i], skip_special_tokens=False),
-            fmt,
-            layout=self.layout,
-        )
+        self.prompts = PromptBuilder.for_tokenizer(tokenizer, fmt, layout=self.layout)
         self.stop_ids = frozenset(
             i for i in (tokenizer.token_to_id(t) for t in fmt.stop_tokens) if i is not None
         )

@@ -58,17 +58,14 @@ class ExampleCutter:
     """Turns eval-shaped tasks into token ids with the serving prompt builder."""
 
     def __init__(self, tokenizer, fmt: PromptFormat, *, max_tokens: int):
-        encode = lambda text: tokenizer.encode(text, add_special_tokens=False).ids  # noqa: E731
-        decode_one = lambda i: tokenizer.decode([i], skip_special_tokens=False)  # noqa: E731
         # Prompt budgets scale with the tokens one example may use: the serving layout at a
         # smaller window (a 512-token window scored nearly as well as 1500, DESIGN.md), since
         # a training step costs time in proportion to its tokens.
         budgets = dict(budget_above=max_tokens // 2, budget_below=max_tokens // 8)
-        self.fim_builder = PromptBuilder(encode, tokenizer.token_to_id, decode_one, fmt, **budgets)
-        plain = replace(fmt, fim=False)
-        self.plain_builder = PromptBuilder(encode, tokenizer.token_to_id, decode_one, plain,
-                                           **budgets)
-        self.encode = encode
+        self.fim_builder = PromptBuilder.for_tokenizer(tokenizer, fmt, **budgets)
+        self.plain_builder = PromptBuilder.for_tokenizer(tokenizer, replace(fmt, fim=False),
+                                                         **budgets)
+        self.encode = self.fim_builder.encode
         self.max_tokens = max_tokens
         stop = fmt.stop_tokens[0] if fmt.stop_tokens else None
         self.end_id = tokenizer.token_to_id(stop) if stop else None
