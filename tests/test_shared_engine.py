@@ -260,7 +260,7 @@ async def test_the_engine_tokenizes_as_the_model_does(jp_fetch, jp_serverapp, en
 async def test_an_engine_without_tokenize_says_what_to_set(jp_fetch, jp_serverapp):
     """An OpenAI-compatible server that lists models but has no /tokenize (neither llama.cpp's
     nor vLLM's: a stand-in, the one fake here) is named, with the setting that fixes it."""
-    with OpenAIWithoutTokenize() as url:
+    with OpenAIStandIn(tokenize=(404, b"{}")) as url:
         use_engine(jp_serverapp, url)
         status = await status_of(jp_fetch)
         assert status["state"] == "engine_unavailable"
@@ -269,18 +269,37 @@ async def test_an_engine_without_tokenize_says_what_to_set(jp_fetch, jp_serverap
         assert code == 503 and "engine_tokenize = False" in error["message"]
 
 
-class OpenAIWithoutTokenize(http.server.ThreadingHTTPServer):
-    def __init__(self):
+@pytest.mark.parametrize("reply", [b"not json", b'{"tokens": ["x"]}', b'{"ids": [1]}'])
+async def test_a_tokenize_reply_that_is_no_ids_is_reported(jp_fetch, jp_serverapp, reply):
+    """/tokenize answering 200 with something else than token ids: a 503 naming an unreadable
+    reply, on completions and on /codecomp/context alike, and the status says so."""
+    with OpenAIStandIn(tokenize=(200, reply)) as url:
+        use_engine(jp_serverapp, url)
+        status = await status_of(jp_fetch)
+        assert status["state"] == "engine_unavailable" and status["engine"]["state"] == "error"
+        code, error = await error_of(jp_fetch, {"prefix": "x = "})
+        assert code == 503 and "unreadable reply" in error["message"]
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("codecomp", "context", method="POST", body=json.dumps({"prefix": "y"}))
+        assert info.value.response.code == 503
+
+
+class OpenAIStandIn(http.server.ThreadingHTTPServer):
+    """Lists models; answers POST /tokenize with `tokenize` (status, body), anything else 404."""
+
+    def __init__(self, tokenize: tuple[int, bytes]):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                self._answer(200 if self.path == "/v1/models" else 404)
+                if self.path == "/v1/models":
+                    self._answer(200, b'{"object": "list", "data": []}')
+                else:
+                    self._answer(404, b"{}")
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self._answer(404)
+                self._answer(*tokenize) if self.path == "/tokenize" else self._answer(404, b"{}")
 
-            def _answer(self, code: int) -> None:
-                body = b'{"object": "list", "data": []}' if code == 200 else b"{}"
+            def _answer(self, code: int, body: bytes) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -343,6 +362,10 @@ async def test_engine_not_started_is_a_quick_503_and_a_status(jp_fetch, jp_serve
     status = await status_of(jp_fetch)
     assert status["state"] == "engine_unavailable" and status["engine"]["state"] == "unreachable"
     assert status["engine"]["url"] == url and "jupyter codecomp serve" in status["fix"]
+    with pytest.raises(HTTPClientError) as info:  # the context report tokenizes there too
+        await jp_fetch("codecomp", "context", method="POST", body=json.dumps({"prefix": "x"}))
+    assert info.value.response.code == 503
+    assert json.loads(info.value.response.body)["error"]["code"] == "engine_unavailable"
 
 
 async def test_wrong_api_key_says_so(jp_fetch, jp_serverapp, engine):
