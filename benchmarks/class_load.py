@@ -2,16 +2,19 @@
 
     python benchmarks/class_load.py [--model smollm2-135m] [--students 1 8] [--shared-only 32]
                                     [--inprocess-budget-mb 8000] [--threads 2]
-                                    [--serve-args=--cache-ram=0 ...]
+                                    [--serve-args='' --serve-args='--cache-ram 0' ...]
+                                    [--notebook NB.ipynb [--cell 30]]
                                     [--student-config engine_tokenize=False ...]
 
 Each student's server is a real `jupyter server` process with the extension. Each student types
-`api_latency.LINE` into their own notebook (different first cell: no shared prefix), one
-character every `--interval` s, each keystroke superseding the one before (the editor's pattern).
+`api_latency.LINE` below `api_latency.CELLS` (or a line of `--notebook` below its cells) into
+their own notebook (different first cell: no shared prefix), one character every `--interval` s,
+each keystroke superseding the one before (the editor's pattern).
 Two setups, in one run, for each N:
 - in-process: every server loads its own copy of the model (only while N copies fit in
   `--inprocess-budget-mb`, measured on the first server);
-- shared: one `jupyter codecomp serve --parallel N`, every server with `engine_url` set.
+- shared: one `jupyter codecomp serve --parallel N`, every server with `engine_url` set (one
+  such setup for each `--serve-args`, one after the other).
 Printed per setup: p50/p95 of the first streamed text and of the full suggestion (cold, the
 notebook's first request, and warm, the keystrokes), every process's RSS and PSS, the total and
 per student, the shared engine's prompt and generated tokens per second (from llama.cpp's
@@ -26,6 +29,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -117,18 +121,42 @@ class StudentRun:
     last_answered: bool = False
 
 
-async def type_line(server: Server, student: int, interval: float) -> StudentRun:
-    """The student opens a notebook (cold request, awaited), then types LINE."""
+@dataclass(frozen=True)
+class Homework:
+    """What every student types (`line`) below the same cells (`cells`)."""
+
+    cells: list[dict]
+    line: str
+
+    @classmethod
+    def from_notebook(cls, path: Path, cell: int) -> Homework:
+        """The first line of the notebook's `cell`-th code cell, below every cell before it: a
+        real notebook's prompt sizes, where the built-in one is a few hundred tokens."""
+        notebook = json.loads(path.read_text())["cells"]
+        code = [i for i, c in enumerate(notebook) if c["cell_type"] == "code"
+                and "".join(c["source"]).strip()]
+        at = code[min(cell, len(code) - 1)]
+        cells = [{"cell_type": c["cell_type"], "source": "".join(c["source"])}
+                 for c in notebook[:at] if c["cell_type"] in ("code", "markdown")]
+        return cls(cells, "".join(notebook[at]["source"]).strip().splitlines()[0])
+
+
+async def type_line(server: Server, student: int, interval: float,
+                    homework: Homework) -> StudentRun:
+    """The student opens a notebook (cold request, awaited), then types the homework's line."""
     ws = await websocket_connect(HTTPRequest(
         f"ws://127.0.0.1:{server.port}/codecomp/stream",
         headers={"Authorization": f"token {server.token}"}))
-    cells = [{"cell_type": "markdown", "source": f"Homework of student {student}"}, *CELLS]
+    # A first cell of their own: no two students share a prompt prefix.
+    cells = [{"cell_type": "markdown", "source": f"Homework of student {student}"},
+             *homework.cells]
+    line = homework.line
     run, sent, first_seen = StudentRun(), {}, {}
-    last_id = f"k{len(LINE)}"
+    last_id = f"k{len(line)}"
 
     def send(rid: str, prefix: str) -> None:
         sent[rid] = time.perf_counter()
-        ws.write_message(json.dumps({"id": rid, "key": "hw.ipynb#cell-5", "request": {
+        ws.write_message(json.dumps({"id": rid, "key": f"hw.ipynb#cell-{len(cells)}", "request": {
             "prefix": prefix, "cells": cells, "path": f"student-{student}/hw.ipynb",
             "mode": "line"}}))
 
@@ -158,8 +186,8 @@ async def type_line(server: Server, student: int, interval: float) -> StudentRun
     send("cold", "")
     await receive("cold")
     reader = asyncio.create_task(receive(last_id))
-    for i in range(1, len(LINE) + 1):
-        send(f"k{i}", LINE[:i])
+    for i in range(1, len(line) + 1):
+        send(f"k{i}", line[:i])
         await asyncio.sleep(interval)
     await reader
     ws.close()
@@ -167,7 +195,7 @@ async def type_line(server: Server, student: int, interval: float) -> StudentRun
 
 
 async def measure(label: str, servers: list[Server], engine: SharedEngine | None,
-                  interval: float) -> Memory | None:
+                  args) -> Memory | None:
     """One setup typed through; returns the memory of all its processes (None: not ready)."""
     settled = ("ready", "failed", "engine_unavailable")
     statuses = await asyncio.gather(*(s.wait_ready(settled) for s in servers))
@@ -177,7 +205,8 @@ async def measure(label: str, servers: list[Server], engine: SharedEngine | None
         return None
     tokens_before = engine.tokens() if engine else (0, 0)
     started = time.perf_counter()
-    runs = await asyncio.gather(*(type_line(s, i, interval) for i, s in enumerate(servers)))
+    runs = await asyncio.gather(*(type_line(s, i, args.interval, args.homework)
+                                  for i, s in enumerate(servers)))
     elapsed = time.perf_counter() - started
     rows = [r for run in runs for r in run.records]
     print(f"\n== {label}: {len(servers)} student(s), {elapsed:.1f} s of typing")
@@ -217,7 +246,7 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
                                       n * inprocess_mb <= args.inprocess_budget_mb):
         servers = [Server(args.model, args.threads) for _ in range(n)]
         try:
-            inprocess = await measure("in-process engines", servers, None, args.interval)
+            inprocess = await measure("in-process engines", servers, None, args)
             inprocess_mb = max(memory_mb(s.proc.pid).rss for s in servers)
         finally:
             for s in servers:
@@ -226,29 +255,33 @@ async def run_size(args, n: int, inprocess_mb: float | None) -> float | None:
         print(f"\n== in-process engines: {n} students skipped ({n} x {inprocess_mb or 0:.0f} MB "
               f"over the {args.inprocess_budget_mb} MB budget, or --shared-only)")
     parallel = args.engine_parallel or n
-    engine = SharedEngine(args.model, parallel, args.engine_threads, args.serve_args)
     options = dict(option.split("=", 1) for option in args.student_config)
-    servers = [Server(args.model, args.threads, engine_url=engine.url, **options)
-               for _ in range(n)]
-    try:
-        shared = await measure(f"shared engine (serve --parallel {parallel})", servers, engine,
-                               args.interval)
-    finally:
-        for s in servers:
-            s.stop()
-        engine.stop()
-    if inprocess and shared:
-        print(f"\n== {n} students, total memory: in-process / shared = "
-              f"{inprocess.rss:.0f} / {shared.rss:.0f} MB = {inprocess.rss / shared.rss:.1f}x "
-              f"(RSS); {inprocess.pss:.0f} / {shared.pss:.0f} MB = "
-              f"{inprocess.pss / shared.pss:.1f}x (PSS)")
+    for serve_args in args.serve_args or [""]:
+        engine = SharedEngine(args.model, parallel, args.engine_threads, shlex.split(serve_args))
+        servers = [Server(args.model, args.threads, engine_url=engine.url, **options)
+                   for _ in range(n)]
+        label = f"serve --parallel {parallel} {serve_args}".strip()
+        try:
+            shared = await measure(f"shared engine ({label})", servers, engine, args)
+        finally:
+            for s in servers:
+                s.stop()
+            engine.stop()
+        if inprocess and shared:
+            print(f"\n== {n} students, total memory: in-process / shared ({label}) = "
+                  f"{inprocess.rss:.0f} / {shared.rss:.0f} MB = {inprocess.rss / shared.rss:.2f}x"
+                  f" (RSS); {inprocess.pss:.0f} / {shared.pss:.0f} MB = "
+                  f"{inprocess.pss / shared.pss:.2f}x (PSS)")
     return inprocess_mb
 
 
 async def main_async(args) -> None:
+    args.homework = (Homework.from_notebook(args.notebook, args.cell) if args.notebook
+                     else Homework(CELLS, LINE))
     print(f"model {args.model}, {args.threads} thread(s) per in-process engine, "
-          f"{args.engine_threads} for the shared engine, typing {len(LINE)} characters, one every "
-          f"{args.interval * 1000:.0f} ms; machine: {os.cpu_count()} CPUs")
+          f"{args.engine_threads} for the shared engine, typing {args.homework.line!r} below "
+          f"{len(args.homework.cells)} cells, one character every {args.interval * 1000:.0f} ms; "
+          f"machine: {os.cpu_count()} CPUs")
     inprocess_mb = None
     for n in sorted(set(args.students) | set(args.shared_only)):
         inprocess_mb = await run_size(args, n, inprocess_mb)
@@ -262,6 +295,11 @@ def main() -> None:
                         help="sizes run only against the shared engine")
     parser.add_argument("--inprocess-budget-mb", type=float, default=8000,
                         help="skip in-process runs whose N model copies would exceed this")
+    parser.add_argument("--notebook", type=Path,
+                        help="type a line of this notebook below its cells (default: a small "
+                             "built-in notebook, api_latency.py's)")
+    parser.add_argument("--cell", type=int, default=30,
+                        help="with --notebook: the code cell whose first line is typed")
     parser.add_argument("--interval", type=float, default=0.12, help="seconds between keystrokes")
     parser.add_argument("--threads", type=int, default=2)
     # llama.cpp's threads wait for each other at every layer: on this 2-core machine shared with
@@ -269,8 +307,9 @@ def main() -> None:
     parser.add_argument("--engine-threads", type=int, default=1)
     parser.add_argument("--engine-parallel", type=int, default=0,
                         help="the engine's slots (0: one per student)")
-    parser.add_argument("--serve-args", nargs="*", default=[], metavar="ARG",
-                        help="more `jupyter codecomp serve` arguments: --serve-args=--cache-ram=0")
+    parser.add_argument("--serve-args", action="append", metavar="ARGS",
+                        help="more `jupyter codecomp serve` arguments, one shared setup each, in "
+                             "this run: --serve-args='' --serve-args='--cache-ram 0'")
     parser.add_argument("--student-config", nargs="*", default=[], metavar="NAME=VALUE",
                         help="CodecompConfig settings of the shared engine's students, e.g. "
                              "engine_read_timeout=15 engine_tokenize=False")

@@ -41,8 +41,9 @@ class Engine:
     """`jupyter codecomp serve` in a subprocess, its llama.cpp log in a file."""
 
     def __init__(self, model_path: Path, log: Path, port: int | None = None,
-                 ctx_size: int = 2048):
-        self.model_path, self.log_path, self.ctx_size = model_path, log, ctx_size
+                 ctx_size: int = 2048, kv_tokens: int = 0):
+        self.model_path, self.log_path = model_path, log
+        self.ctx_size, self.kv_tokens = ctx_size, kv_tokens
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.process: subprocess.Popen | None = None
@@ -51,7 +52,8 @@ class Engine:
     def start(self) -> Engine:
         cmd = [sys.executable, "-m", "jupyter_codecomp", "serve", str(self.model_path),
                "--port", str(self.port), "--parallel", "2", "--threads", "1",
-               "--ctx-size", str(self.ctx_size), "--api-key", API_KEY, "--slots"]
+               "--ctx-size", str(self.ctx_size), "--kv-tokens", str(self.kv_tokens),
+               "--api-key", API_KEY, "--slots"]
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
         self.stdout = self.process.stdout.readline()  # printed once the server listens
@@ -350,6 +352,40 @@ async def test_the_prompt_fits_an_engine_with_a_small_context(jp_fetch, jp_serve
         own.stop()
 
 
+async def test_a_full_kv_cache_is_a_clear_error_that_passes(jp_fetch, jp_serverapp, test_model,
+                                                            tmp_path):
+    """The slots share one KV cache (`--kv-tokens`): two students whose requests together need
+    more than it holds. llama.cpp ends one of them (in its stream, with HTTP 200): that student
+    gets a 503 that says what to change, the other their completion, and the next request
+    passes."""
+    cells = [{"cell_type": "code", "source": "".join(f"row_{i}_{k} = measure({k}, 'sample')\n"
+                                                      for k in range(24))} for i in range(2)]
+    own = Engine(test_model.path, tmp_path / "llama.log", ctx_size=1024, kv_tokens=1024).start()
+    try:
+        use_engine(jp_serverapp, own.url)
+        long = {**LONG, "cells": cells, "path": "a.ipynb"}
+        first = asyncio.ensure_future(post(jp_fetch, long))
+        await asyncio.sleep(0.5)  # the first is generating its 256 tokens when the second comes
+        second = asyncio.ensure_future(post(jp_fetch, {**long, "path": "b.ipynb"}))
+        outcomes = await asyncio.gather(first, second, return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, Exception)]
+        assert failed, "both fitted: they were not decoded at once"
+        assert all(_is_full(error) for error in failed), outcomes
+        assert own.log_path.read_text().count("Context size has been exceeded") >= 1
+        reply = await post(jp_fetch, {"prefix": "x = ", "path": "a.ipynb"})
+        assert reply["device"] == "remote"
+        assert (await status_of(jp_fetch))["state"] == "ready"
+    finally:
+        own.stop()
+
+
+def _is_full(error: Exception) -> bool:
+    if not isinstance(error, HTTPClientError) or error.response.code != 503:
+        return False
+    body = json.loads(error.response.body)["error"]
+    return "no room left" in body["message"] and "--kv-tokens" in body["message"]
+
+
 # --- faults ---------------------------------------------------------------------------------
 
 
@@ -464,3 +500,17 @@ def test_a_vllm_chunk_reads_like_a_llamacpp_one():
         parse_chunk(json.dumps({"choices": [{"text": "x", "logprobs": {"tokens": [" df"]}}]}))
     with pytest.raises(UnreadableReply):
         parse_chunk("<html>502 Bad Gateway</html>")
+
+
+@pytest.mark.parametrize("payload", [
+    {"error": {"code": 500, "message": "Context size has been exceeded.",  # llama.cpp
+               "type": "server_error"}},
+    {"object": "error", "message": "Context size has been exceeded.",  # vLLM
+     "type": "BadRequestError", "code": 400},
+])
+def test_an_error_in_the_stream_is_the_engines_words(payload):
+    from jupyter_codecomp.completion.openai_reply import ErrorReply, parse_chunk
+
+    with pytest.raises(ErrorReply) as info:
+        parse_chunk(json.dumps(payload))
+    assert info.value.message == "Context size has been exceeded."

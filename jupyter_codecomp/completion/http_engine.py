@@ -40,7 +40,7 @@ from tokenizers import Tokenizer
 from ..errors import Cancelled, EngineUnavailable
 from ..models.store import ModelDir
 from .engine import Candidate, GenerationResult, Streamer, continues_heal
-from .openai_reply import ReplyChunk, UnreadableReply, parse_chunk
+from .openai_reply import ErrorReply, ReplyChunk, UnreadableReply, error_message, parse_chunk
 from .settings import ServiceSettings
 from .stopping import GenerationState, MaxNewTokens, StoppingCriterion, any_stops
 from .token_table import EngineTokenizer, TokenTable
@@ -214,6 +214,8 @@ class HttpEngine:
         response = await self._send(f"{self.url}/completions", body)
         try:
             chunk = parse_chunk(response.text)
+        except ErrorReply as exc:
+            raise self._failed(self._engine_error(exc.message)) from None
         except UnreadableReply as exc:
             raise self._failed(self._garbage(exc)) from None
         self._ok()
@@ -277,6 +279,8 @@ class HttpEngine:
                         yield parse_chunk(event.data)
         except httpx.HTTPError as exc:
             raise self._failed(self._transport_error(exc)) from None
+        except ErrorReply as exc:
+            raise self._failed(self._engine_error(exc.message)) from None
         except (UnreadableReply, SSEError) as exc:
             raise self._failed(self._garbage(exc)) from None
         except EngineUnavailable as exc:
@@ -332,7 +336,17 @@ class HttpEngine:
             return EngineUnavailable(f"{where} is not ready yet ({_error_text(response)})",
                                      fix="wait: it answers once its model is loaded",
                                      unreachable=True)
-        return EngineUnavailable(f"{where} answered HTTP {code}: {_error_text(response)}",
+        return self._engine_error(_error_text(response), f"HTTP {code}")
+
+    def _engine_error(self, message: str, code: str = "") -> EngineUnavailable:
+        where = f"the completion engine at {self.url}"
+        if "context size has been exceeded" in message.lower():
+            # llama.cpp's unified KV cache had no room for the requests decoded at once
+            return EngineUnavailable(
+                f"{where} had no room left for this request ({message})",
+                fix="its KV cache is shared by the students typing at once: start jupyter "
+                    "codecomp serve with more --kv-tokens (or fewer --parallel)")
+        return EngineUnavailable(f"{where} answered {code or 'with an error'}: {message}",
                                  fix="check the engine's log and engine_model")
 
     def _garbage(self, exc: Exception) -> EngineUnavailable:
@@ -449,8 +463,7 @@ async def _until_cancelled(work, cancel: threading.Event | None):
 
 def _error_text(response: httpx.Response) -> str:
     try:
-        error = response.json().get("error")
-        message = error.get("message") if isinstance(error, dict) else error
-    except (ValueError, AttributeError):
+        message = error_message(response.json())
+    except ValueError:
         message = None
     return str(message or response.text or response.reason_phrase)[:200]

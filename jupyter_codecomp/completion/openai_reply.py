@@ -9,7 +9,9 @@ token ids where we can read them, so the product's stopping criteria see real to
   `token_logprobs`, `top_logprobs = [{"token_id:123": logprob, ...}]`, and `usage` on every chunk
   with `continuous_usage_stats` (`prompt_tokens_details.cached_tokens` needs
   `--enable-prompt-tokens-details`).
-Anything else is an `UnreadableReply`: the engine answered, but not with a completion.
+An error the engine sends in place of a chunk (both stream it with HTTP 200 once the stream has
+started: llama.cpp `{"error": {"message": ...}}`, vLLM `{"object": "error", "message": ...}`) is an
+`ErrorReply`; anything else is an `UnreadableReply`: the engine answered, but not with a completion.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from dataclasses import dataclass, field
 
 class UnreadableReply(ValueError):
     """The engine's reply is not an OpenAI-compatible completion."""
+
+
+class ErrorReply(Exception):
+    """The engine's reply is an error: `message` is the engine's own words."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass
@@ -36,6 +46,9 @@ def parse_chunk(data: str) -> ReplyChunk:
     """One SSE `data:` payload, or a whole non-streamed reply body."""
     try:
         body = json.loads(data)
+        error = error_message(body)
+        if error is not None:
+            raise ErrorReply(error)
         choice = body["choices"][0]
         text = choice.get("text") or ""
         if not isinstance(text, str):
@@ -52,6 +65,18 @@ def parse_chunk(data: str) -> ReplyChunk:
             _read_openai(logprobs, chunk)
     _read_cache(body, chunk)
     return chunk
+
+
+def error_message(body) -> str | None:
+    """The engine's error message, if `body` (a parsed reply) is an error."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if error is None and body.get("object") == "error":
+        error = body
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:200]
+    return None if error is None else str(error)[:200]
 
 
 def _read_llamacpp(content: list, chunk: ReplyChunk) -> None:

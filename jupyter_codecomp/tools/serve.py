@@ -6,8 +6,8 @@ here), on the GGUF the model build keeps in the cache. Every student's Jupyter s
 `c.CodecompConfig.engine_url` to the URL it prints and loads no weights itself.
 
     jupyter codecomp serve [NAME] [--host 127.0.0.1] [--port 8765] [--parallel N] [--threads T]
-                           [--api-key KEY] [--ctx-size C] [--cache-ram MIB] [--slots]
-                           [--metrics]
+                           [--api-key KEY] [--ctx-size C] [--kv-tokens K] [--cache-ram MIB]
+                           [--slots] [--metrics]
 """
 
 from __future__ import annotations
@@ -39,16 +39,27 @@ class ServeOptions:
     parallel: int = 4  # llama.cpp slots: requests decoded together, each with its prompt cache
     threads: int = 0  # 0: every core this process may use
     api_key: str = ""
-    # Tokens per slot. The students' servers fit their prompts into it (leaving out the farthest
-    # cells above); 2048 holds all but 1 of 789 corpus prompts with their completion whole
-    # (p50 876, p99 1534 tokens), in half the KV cache of 4096 (12 KB a token for the 0.5B).
+    # The most tokens one request holds. The students' servers fit their prompts into it
+    # (leaving out the farthest cells above); 2048 holds all but 1 of 789 corpus prompts with
+    # their completion whole (p50 876, p99 1534 tokens).
     ctx_size: int = 2048
+    # Tokens of KV cache all slots share (12 KB a token for the 0.5B); 0: 1024 a slot, at least
+    # ctx_size. A request takes room only for the tokens it has, so the cache need not hold
+    # every slot's longest prompt at once: sized for the p50 prompt, 8 slots took 177 MB less
+    # than 2048 tokens reserved for each (benchmarks/RESULTS.md). A request that finds no room
+    # even after llama.cpp has moved the idle slots' prompts to its RAM cache is refused:
+    # ctx_size x parallel rules that out.
+    kv_tokens: int = 0
     # Host RAM (MiB) where llama.cpp keeps the prompts of slots handed to another student, so a
     # student who comes back restores theirs instead of prefilling it again. llama.cpp's own
     # default is 8192: with a class that grows the engine by gigabytes.
     cache_ram: int = 512
     slots: bool = False  # the /slots endpoint (it shows prompt sizes; tests read it)
     metrics: bool = False  # the /metrics endpoint (token counters; the class benchmark reads it)
+
+    @property
+    def kv_size(self) -> int:
+        return max(self.ctx_size, self.kv_tokens or 1024 * self.parallel)
 
     @property
     def url(self) -> str:
@@ -126,7 +137,9 @@ def start_server(gguf: Path, options: ServeOptions):
     params = xlc.CommonParams()
     params.model.path = str(gguf)
     params.n_parallel = options.parallel
-    params.n_ctx = options.ctx_size * options.parallel  # llama.cpp splits n_ctx between slots
+    params.kv_unified = True  # one KV cache for all slots (see ServeOptions.kv_tokens)
+    params.n_ctx = options.kv_size
+    params.kv_unified_per_slot = options.ctx_size
     threads = options.threads or len(os.sched_getaffinity(0))
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
@@ -134,10 +147,16 @@ def start_server(gguf: Path, options: ServeOptions):
     # 90 of the engine's 317 MB off at 8 slots of 2048 tokens, but prefilled 1.7x slower on
     # this CPU (81 against 136 tokens/s, 1940-token prompt).
     params.cache_ram_mib = options.cache_ram
-    # Prompt tokens evaluated per pass: llama.cpp's 512 sizes a compute buffer 19 MB larger
-    # than 256 for no faster prefill here (1060-token prompt, 2 threads: 6.0-6.2 s either way;
-    # 128 was 10 % slower).
-    params.n_ubatch = 256
+    # Prompt tokens per pass (n_ubatch) and per round of the server's loop (n_batch): 256 both.
+    # A pass of 512 sizes a compute buffer 19 MB larger for no faster prefill here (1060-token
+    # prompt, 2 threads: 6.0-6.2 s either way; 128 was 10 % slower). The loop starts new
+    # requests and ends cancelled ones between rounds: with llama.cpp's 2048, eight students
+    # opening a real notebook at once made rounds of about 20 s, and a keystroke that found its
+    # own slot still busy went to another and prefilled its notebook again (8 students typing
+    # in handson-ml3's chapter 2: 17,606 prompt tokens evaluated against 11,047 with 256, warm
+    # p50 134 s against 55 s, 5 of 8 last keystrokes answered against 8 of 8; one run,
+    # benchmarks/RESULTS.md).
+    params.n_batch = params.n_ubatch = 256
     params.hostnames = [options.host]
     params.port = options.port
     params.endpoint_slots = options.slots
@@ -172,7 +191,10 @@ class ServeApp(_Base):
                                                "one per active student is ideal.").tag(config=True)
     api_key = Unicode(help="Key clients must send (Bearer). Default: "
                            "$CODECOMP_ENGINE_API_KEY.").tag(config=True)
-    ctx_size = Int(ServeOptions.ctx_size, help="Context tokens per slot.").tag(config=True)
+    ctx_size = Int(ServeOptions.ctx_size, help="The most tokens one request holds (prompt and "
+                                               "completion).").tag(config=True)
+    kv_tokens = Int(ServeOptions.kv_tokens, help="KV cache tokens all slots share (0: 1024 a "
+                                                 "slot, at least --ctx-size).").tag(config=True)
     slots = Bool(False, help="Expose /slots (per-slot state; tests use it).").tag(config=True)
     metrics = Bool(False, help="Expose /metrics (Prometheus token counters).").tag(config=True)
     cache_ram = Int(ServeOptions.cache_ram, help="MiB of RAM for the prompts of slots handed to "
@@ -181,6 +203,7 @@ class ServeApp(_Base):
         **_Base.aliases,
         "host": "ServeApp.host", "port": "ServeApp.port", "parallel": "ServeApp.parallel",
         "api-key": "ServeApp.api_key", "ctx-size": "ServeApp.ctx_size",
+        "kv-tokens": "ServeApp.kv_tokens",
         "cache-ram": "ServeApp.cache_ram",
     }
     flags = {"slots": ({"ServeApp": {"slots": True}}, slots.help),
@@ -195,12 +218,14 @@ class ServeApp(_Base):
         options = ServeOptions(
             host=self.host, port=self.port, parallel=max(1, self.parallel),
             threads=self.settings.threads, api_key=self.api_key, ctx_size=self.ctx_size,
+            kv_tokens=max(0, self.kv_tokens),
             cache_ram=max(0, self.cache_ram), slots=self.slots, metrics=self.metrics)
         check_host(options)
         check_port(options)
         gguf = find_gguf(self.store, name)
         console.print(f"starting llama.cpp on {gguf} ({gguf.stat().st_size / 1e6:.0f} MB), "
-                      f"{options.parallel} slots of {options.ctx_size} tokens")
+                      f"{options.parallel} slots of up to {options.ctx_size} tokens, sharing "
+                      f"{options.kv_size} tokens of KV cache")
         server = start_server(gguf, options)
         key_line = ("\n  c.CodecompConfig.engine_api_key = '...'  # or CODECOMP_ENGINE_API_KEY"
                     if options.api_key else "")
