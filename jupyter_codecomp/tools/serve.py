@@ -147,16 +147,18 @@ def start_server(gguf: Path, options: ServeOptions):
     # 90 of the engine's 317 MB off at 8 slots of 2048 tokens, but prefilled 1.7x slower on
     # this CPU (81 against 136 tokens/s, 1940-token prompt).
     params.cache_ram_mib = options.cache_ram
-    # Prompt tokens per pass (n_ubatch) and per round of the server's loop (n_batch): 256 both.
-    # A pass of 512 sizes a compute buffer 19 MB larger for no faster prefill here (1060-token
-    # prompt, 2 threads: 6.0-6.2 s either way; 128 was 10 % slower). The loop starts new
-    # requests and ends cancelled ones between rounds: with llama.cpp's 2048, eight students
-    # opening a real notebook at once made rounds of about 20 s, and a keystroke that found its
-    # own slot still busy went to another and prefilled its notebook again (8 students typing
-    # in handson-ml3's chapter 2: 17,606 prompt tokens evaluated against 11,047 with 256, warm
-    # p50 134 s against 55 s, 5 of 8 last keystrokes answered against 8 of 8; one run,
-    # benchmarks/RESULTS.md).
-    params.n_batch = params.n_ubatch = 256
+    # Prompt tokens per pass (n_ubatch): 256. A pass of 512 sizes a compute buffer 19 MB larger
+    # for no faster prefill here (1060-token prompt, 2 threads: 6.0-6.2 s either way; 128 was
+    # 10 % slower).
+    params.n_ubatch = 256
+    # Tokens per round of the server's loop (n_batch), which starts new requests and ends
+    # cancelled ones between rounds: 1024, not llama.cpp's 2048. Long rounds (about 20 s here)
+    # keep a keystroke waiting, and one that finds its own slot still busy goes to another and
+    # prefills its notebook again; short ones starve the last slots. Measured, 2 cores
+    # (benchmarks/RESULTS.md, run D): 8 students typing in a real notebook, warm p50 134 s
+    # with 2048, 68 s with 1024, 55 s with 256; 32 students on the small notebook, no error
+    # with 2048 or 1024, 9-11 cold requests timed out with 256.
+    params.n_batch = 1024
     params.hostnames = [options.host]
     params.port = options.port
     params.endpoint_slots = options.slots
